@@ -1,0 +1,27 @@
+"""Triton kernels with ``torch.nn.functional``-style launchers.
+
+Tensors must be on CUDA, or on the CPU with ``TRITON_INTERPRET=1`` set *before* this package
+is imported (Triton reads it when a kernel is defined).
+"""
+
+from . import norm, pool
+from .conv import (ALGORITHMS, CONV2D_ALGORITHMS, CONV_TRANSPOSE2D_ALGORITHMS, choose_algorithm,
+                   conv1d, conv2d, conv_transpose2d)
+from .conv import direct, fft, im2col, implicit_gemm, transpose, winograd
+from .norm import *  # noqa: F401,F403  (names listed in norm.__all__)
+from .pool import *  # noqa: F401,F403  (names listed in pool.__all__)
+
+#: every kernel module, for the static compile check (explicit, no import-time registry)
+KERNEL_MODULES = (direct, im2col, implicit_gemm, winograd, fft, transpose, pool, norm)
+
+
+def static_specs():
+    """All (kernel, config) pairs the static check compiles, from every kernel module."""
+    return [spec for module in KERNEL_MODULES for spec in module.static_specs()]
+
+
+__all__ = [
+    "ALGORITHMS", "CONV2D_ALGORITHMS", "CONV_TRANSPOSE2D_ALGORITHMS", "choose_algorithm",
+    "conv1d", "conv2d", "conv_transpose2d", "static_specs", "KERNEL_MODULES",
+    *pool.__all__, *norm.__all__,
+]

@@ -1,0 +1,101 @@
+"""Validation and allocation shared by every launcher in ``kernels``.
+
+Launchers validate tensors here before any kernel is launched, so a bad call fails with a
+``TypeError``/``ValueError`` naming the argument instead of deep inside Triton.  Outputs are
+allocated through :func:`empty_output`, which tests switch to NaN-filled buffers
+(:data:`POISON_OUTPUTS`) so that an element a kernel forgot to write cannot pass.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+INPUT_PRECISIONS = ("ieee", "tf32")
+
+#: Tests set this to True: outputs start as NaN instead of uninitialised memory.
+POISON_OUTPUTS = False
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def check_tensor(t, name: str, *, ndim: int | None = None, dtypes=FLOAT_DTYPES) -> None:
+    """Type, dtype, rank and device of one tensor argument."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if dtypes is not None and t.dtype not in dtypes:
+        allowed = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name} has dtype {str(t.dtype).replace('torch.', '')}; expected one of {allowed}")
+    if ndim is not None and t.dim() != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
+    if t.device.type == "cuda":
+        return
+    if t.device.type == "cpu" and interpreting():
+        return
+    raise ValueError(
+        f"{name} is on device {t.device}; Triton kernels need a CUDA tensor "
+        "(or a CPU tensor with TRITON_INTERPRET=1 set before importing kernels)"
+    )
+
+
+def check_same(ref: torch.Tensor, ref_name: str, other, name: str) -> None:
+    """``other`` must match ``ref`` in dtype and device (for weight, bias, statistics)."""
+    if other is None:
+        return
+    if other.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {other.dtype} but {ref_name} has {ref.dtype}")
+    if other.device != ref.device:
+        raise ValueError(f"{name} is on {other.device} but {ref_name} is on {ref.device}")
+
+
+def check_vector(t, name: str, length: int, like: torch.Tensor, dtypes=FLOAT_DTYPES) -> None:
+    """An optional 1-D per-channel parameter (bias, affine weight, running statistic)."""
+    if t is None:
+        return
+    check_tensor(t, name, ndim=1, dtypes=dtypes)
+    if t.shape[0] != length:
+        raise ValueError(f"{name} must have shape ({length},), got {tuple(t.shape)}")
+    if t.device != like.device:
+        raise ValueError(f"{name} is on {t.device} but input is on {like.device}")
+
+
+def check_input_precision(value: str) -> str:
+    if value not in INPUT_PRECISIONS:
+        raise ValueError(f"input_precision must be one of {INPUT_PRECISIONS}, got {value!r}")
+    return value
+
+
+def is_channels_last(t: torch.Tensor) -> bool:
+    """True for a 4-D tensor stored NHWC (and not also trivially NCHW-contiguous)."""
+    return (
+        t.dim() == 4
+        and t.is_contiguous(memory_format=torch.channels_last)
+        and not t.is_contiguous()
+    )
+
+
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if is_channels_last(t) else torch.contiguous_format
+
+
+def empty_output(shape, like: torch.Tensor, *, dtype=None, memory_format=None) -> torch.Tensor:
+    """Output buffer on ``like``'s device, in ``like``'s memory format unless told otherwise."""
+    dtype = like.dtype if dtype is None else dtype
+    if memory_format is None:
+        memory_format = memory_format_of(like) if len(shape) == 4 else torch.contiguous_format
+    if len(shape) != 4:
+        memory_format = torch.contiguous_format
+    out = torch.empty(shape, dtype=dtype, device=like.device, memory_format=memory_format)
+    if POISON_OUTPUTS:
+        out.fill_(float("nan") if out.is_floating_point() else -(2**31))
+    return out
+
+
+def needs_int64(*tensors: torch.Tensor) -> bool:
+    """Whether element offsets into any of these tensors can pass 2**31 - 1."""
+    return any(t is not None and t.numel() >= 2**31 - 1 for t in tensors)

@@ -1,0 +1,32 @@
+"""What a kernel module declares so the static compile check can build it without a GPU.
+
+Every kernel module exposes ``static_specs() -> list[StaticSpec]``: one entry per
+(kernel, config, dtype) worth checking, each enough for
+``triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", cc, 32))``.
+``suites.static`` compiles them for sm_80 and sm_90 and reads registers, spills, shared
+memory and tensor-core instructions; ``kernels.static_specs()`` gathers them from the explicit
+module list in ``kernels/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StaticSpec:
+    #: unique and stable, e.g. "conv.implicit_gemm/fp16/BM128-BN128-BK32-w4-s3"
+    name: str
+    #: the @triton.jit function
+    fn: Any
+    #: argument name -> Triton type string ("*fp16", "*fp32", "i32", "i64", "fp32", "constexpr")
+    signature: dict[str, str]
+    #: values of the constexpr arguments
+    constexprs: dict[str, Any] = field(default_factory=dict)
+    num_warps: int = 4
+    num_stages: int = 3
+    #: the config a default launch uses (a spill here is an error, not a warning)
+    default: bool = False
+    #: whether tensor-core instructions (HMMA/HGMMA) are expected in the SASS
+    expect_tensor_cores: bool = False

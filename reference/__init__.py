@@ -1,0 +1,18 @@
+"""float64 NumPy references for every convbench operator and convolution algorithm.
+
+Same names and arguments as ``torch.nn.functional`` (arrays or CPU tensors in, float64
+``ndarray`` out), plus one reference per convolution algorithm.  Imports nothing of convbench
+outside this package.
+"""
+
+from .geometry import ConvGeometry, ConvTransposeGeometry, NormGeometry, PoolGeometry
+from .conv import conv1d, conv2d
+from .algorithms import *  # noqa: F401,F403  (names listed in algorithms.__all__)
+from .norm import *  # noqa: F401,F403
+from .pool import *  # noqa: F401,F403
+from . import algorithms, norm, pool
+
+__all__ = [
+    "ConvGeometry", "ConvTransposeGeometry", "PoolGeometry", "NormGeometry",
+    "conv2d", "conv1d", *algorithms.__all__, *pool.__all__, *norm.__all__,
+]

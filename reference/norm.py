@@ -1,0 +1,3 @@
+"""Placeholder: being written (see issue tracker)."""
+
+__all__: list[str] = []
