@@ -359,8 +359,16 @@ class ConvTransposeGeometry:
 
     @property
     def reduction_length(self) -> int:
-        """Upper bound on terms per output element: C/groups * ceil(R/s) * ceil(S/s)."""
-        return self.c_per_group * math.ceil(self.r / self.stride[0]) * math.ceil(self.s / self.stride[1])
+        """Most terms any output element sums: C/groups times the most taps of one output phase.
+
+        Output row ``p`` meets tap ``r`` when ``(p + pad - r*dil) % stride == 0``; without
+        dilation that is ceil(R/s) taps at most, with dilation it can be all R.
+        """
+        def taps(kernel: int, stride: int, pad: int, dil: int) -> int:
+            return max(sum((ph + pad - r * dil) % stride == 0 for r in range(kernel)) for ph in range(stride))
+
+        return (self.c_per_group * taps(self.r, self.stride[0], self.padding[0], self.dilation[0])
+                * taps(self.s, self.stride[1], self.padding[1], self.dilation[1]))
 
     @property
     def flops(self) -> int:
