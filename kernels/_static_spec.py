@@ -30,3 +30,8 @@ class StaticSpec:
     default: bool = False
     #: whether tensor-core instructions (HMMA/HGMMA) are expected in the SASS
     expect_tensor_cores: bool = False
+    #: arguments a real launch sees as multiples of 16 (Triton's "D" specialization: pointers
+    #: 16-byte aligned, integers divisible by 16); compile them with
+    #: ``attrs={(fn.arg_names.index(a),): [["tt.divisibility", 16]]}`` or vectorized loads,
+    #: cp.async pipelining and so registers/spills differ from what the GPU runs
+    divisible_by_16: tuple[str, ...] = ()

@@ -1,7 +1,448 @@
-"""Placeholder: being written (see issue tracker)."""
+"""Pooling: max (with indices), average, adaptive average and global average pooling in Triton.
 
-__all__: list[str] = []
+Algorithm.  Pooling is bandwidth bound: every output element reads its window once and does a
+few compares or adds, so a kernel is judged by the DRAM bytes it moves (:func:`min_bytes`).
+
+* ``_max_pool_kernel`` / ``_avg_pool_kernel``: a program owns BLOCK consecutive output elements
+  *in the output's memory order* ((n, c, p, q) for NCHW, (n, p, q, c) for channels_last, so
+  stores and, for channels_last, loads are coalesced) and loops over the KH x KW taps
+  (unrolled, constexpr window).  Max pooling follows PyTorch exactly: padding never wins, a NaN
+  replaces the running maximum (``v > max or v != v``), a strictly larger value is needed to
+  move the index (first index wins ties), and the index starts at the first in-bounds tap.
+  Average pooling sums in fp32 and divides by ``divisor_override``, by the window clipped to the
+  padded input (``count_include_pad``) or by the in-bounds tap count.
+* ``_adaptive_avg_kernel``: the same element mapping, windows ``[floor(i*H/OH), ceil((i+1)*H/OH))``
+  with a runtime loop up to the largest window.
+* ``_global_avg_kernel`` (output 1x1, the classifier head): one reduction per (n, c): a program
+  owns BLOCK_C channels of one image and streams the H*W plane in [BLOCK_C, BLOCK_HW] tiles,
+  wide along HW for NCHW and wide along C for channels_last.
+
+1-D pools run the 2-D kernels on an (N, C, 1, L) view.  Layouts: NCHW and channels_last via
+strides; the output (and indices) follow the input's memory format.  fp32/fp16/bf16, fp32
+arithmetic (max pooling is exact in any dtype).  64-bit offsets when ``_common.needs_int64``.
+
+Reference: PyTorch's ``aten/src/ATen/native/cuda/DilatedMaxPool2d.cu`` and ``AveragePool2d.cu``
+semantics (re-derived here, no code copied); ``reference/pool.py`` is the float64 oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from reference.geometry import PoolGeometry, adaptive_windows, pair
+
+from . import _common
+from ._static_spec import StaticSpec
+
+__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "max_pool1d", "avg_pool1d",
+           "adaptive_avg_pool1d"]
 
 
-def static_specs():
-    return []
+# --------------------------------------------------------------------------------------------
+# configs
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PoolConfig:
+    """Window pools: BLOCK output elements per program."""
+
+    block: int
+    num_warps: int = 4
+
+    def __str__(self) -> str:
+        return f"B{self.block}-w{self.num_warps}"
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    """Global average pooling: a [BLOCK_C, BLOCK_HW] tile streamed over the plane."""
+
+    block_c: int
+    block_hw: int
+    num_warps: int = 4
+
+    def __str__(self) -> str:
+        return f"C{self.block_c}-HW{self.block_hw}-w{self.num_warps}"
+
+
+CONFIGS: tuple[PoolConfig, ...] = (PoolConfig(128, 4), PoolConfig(256, 4), PoolConfig(512, 8))
+GLOBAL_CONFIGS: tuple[GlobalConfig, ...] = (
+    GlobalConfig(1, 1024, 4),   # NCHW, large planes
+    GlobalConfig(4, 256, 4),    # NCHW, 14x14 .. 16x16
+    GlobalConfig(16, 64, 4),    # NCHW, 7x7 .. 8x8 (the ResNet/EfficientNet head)
+    GlobalConfig(64, 16, 4),    # channels_last: vectorised along C
+    GlobalConfig(128, 8, 8),    # channels_last, many channels (2048-wide heads)
+)
+
+
+def default_config(total: int) -> PoolConfig:
+    """Larger blocks once there are enough outputs to fill the GPU several times over."""
+    return CONFIGS[0] if total < (1 << 16) else CONFIGS[1] if total < (1 << 21) else CONFIGS[2]
+
+
+def default_global_config(hw: int, c: int, channels_last: bool) -> GlobalConfig:
+    if channels_last:
+        return GLOBAL_CONFIGS[4] if c >= 1024 else GLOBAL_CONFIGS[3]
+    return GLOBAL_CONFIGS[2] if hw <= 64 else GLOBAL_CONFIGS[1] if hw <= 256 else GLOBAL_CONFIGS[0]
+
+
+# --------------------------------------------------------------------------------------------
+# kernels
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _out_coords(pid, C, P, Q, CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr):
+    """Flat output index in memory order -> (n, c, p, q) and the flat index itself."""
+    if INT64:
+        pid = pid.to(tl.int64)
+    e = pid * BLOCK + tl.arange(0, BLOCK)
+    if CHANNELS_LAST:
+        c = e % C
+        t = e // C
+        q = t % Q
+        t = t // Q
+        p = t % P
+        n = t // P
+    else:
+        q = e % Q
+        t = e // Q
+        p = t % P
+        t = t // P
+        c = t % C
+        n = t // C
+    return e, n, c, p, q
+
+
+@triton.jit
+def _max_pool_kernel(
+    x_ptr, y_ptr, idx_ptr,
+    # sizes: total outputs, input (C, H, W), output (P, Q)
+    total, C, H, W, P, Q,
+    # strides: input (N, C, H, W) and output/indices (N, C, P, Q)
+    sxn, sxc, sxh, sxw, syn, syc, syp, syq,
+    # geometry
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    # meta
+    KH: tl.constexpr, KW: tl.constexpr, HAS_INDICES: tl.constexpr, CHANNELS_LAST: tl.constexpr,
+    INT64: tl.constexpr, BLOCK: tl.constexpr,
+):
+    e, n, c, p, q = _out_coords(tl.program_id(0), C, P, Q, CHANNELS_LAST, INT64, BLOCK)
+    mask = e < total
+    hs = p * stride_h - pad_h
+    ws = q * stride_w - pad_w
+    base = x_ptr + n * sxn + c * sxc
+    # PyTorch starts from the first in-bounds tap (its index is kept for an all -inf window)
+    h0 = hs + (tl.maximum(-hs, 0) + dil_h - 1) // dil_h * dil_h
+    w0 = ws + (tl.maximum(-ws, 0) + dil_w - 1) // dil_w * dil_w
+    best = tl.full((BLOCK,), float("-inf"), tl.float32)
+    index = h0 * W + w0
+    for kh in tl.static_range(KH):
+        h = hs + kh * dil_h
+        row_ok = mask & (h >= 0) & (h < H)
+        for kw in tl.static_range(KW):
+            w = ws + kw * dil_w
+            ok = row_ok & (w >= 0) & (w < W)
+            v = tl.load(base + h * sxh + w * sxw, mask=ok, other=float("-inf")).to(tl.float32)
+            take = ok & ((v > best) | (v != v))  # NaN wins; ties keep the first index
+            best = tl.where(take, v, best)
+            index = tl.where(take, h * W + w, index)
+    out = n * syn + c * syc + p * syp + q * syq
+    tl.store(y_ptr + out, best.to(y_ptr.dtype.element_ty), mask=mask)
+    if HAS_INDICES:
+        tl.store(idx_ptr + out, index.to(tl.int64), mask=mask)
+
+
+@triton.jit
+def _avg_pool_kernel(
+    x_ptr, y_ptr,
+    # sizes: total outputs, input (C, H, W), output (P, Q)
+    total, C, H, W, P, Q,
+    # strides: input (N, C, H, W) and output (N, C, P, Q)
+    sxn, sxc, sxh, sxw, syn, syc, syp, syq,
+    # geometry; divisor > 0 overrides the window size
+    stride_h, stride_w, pad_h, pad_w, divisor,
+    # meta
+    KH: tl.constexpr, KW: tl.constexpr, COUNT_INCLUDE_PAD: tl.constexpr, HAS_DIVISOR: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr,
+):
+    e, n, c, p, q = _out_coords(tl.program_id(0), C, P, Q, CHANNELS_LAST, INT64, BLOCK)
+    mask = e < total
+    hs = p * stride_h - pad_h
+    ws = q * stride_w - pad_w
+    base = x_ptr + n * sxn + c * sxc
+    acc = tl.zeros((BLOCK,), tl.float32)
+    for kh in tl.static_range(KH):
+        h = hs + kh
+        row_ok = mask & (h >= 0) & (h < H)
+        for kw in tl.static_range(KW):
+            w = ws + kw
+            ok = row_ok & (w >= 0) & (w < W)
+            acc += tl.load(base + h * sxh + w * sxw, mask=ok, other=0.0).to(tl.float32)
+    if HAS_DIVISOR:
+        div = tl.zeros((BLOCK,), tl.float32) + divisor
+    else:
+        he = tl.minimum(hs + KH, H + pad_h)
+        we = tl.minimum(ws + KW, W + pad_w)
+        if COUNT_INCLUDE_PAD:
+            count = (he - hs) * (we - ws)  # the window clipped to the padded input
+        else:
+            count = (tl.minimum(he, H) - tl.maximum(hs, 0)) * (tl.minimum(we, W) - tl.maximum(ws, 0))
+        div = tl.maximum(count, 1).to(tl.float32)
+    out = n * syn + c * syc + p * syp + q * syq
+    tl.store(y_ptr + out, (acc / div).to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _adaptive_avg_kernel(
+    x_ptr, y_ptr,
+    # sizes: total outputs, input (C, H, W), output (P, Q), largest window
+    total, C, H, W, P, Q, max_kh, max_kw,
+    # strides: input (N, C, H, W) and output (N, C, P, Q)
+    sxn, sxc, sxh, sxw, syn, syc, syp, syq,
+    # meta
+    CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr,
+):
+    e, n, c, p, q = _out_coords(tl.program_id(0), C, P, Q, CHANNELS_LAST, INT64, BLOCK)
+    mask = e < total
+    hs = p * H // P
+    he = ((p + 1) * H + P - 1) // P
+    ws = q * W // Q
+    we = ((q + 1) * W + Q - 1) // Q
+    base = x_ptr + n * sxn + c * sxc
+    acc = tl.zeros((BLOCK,), tl.float32)
+    for kh in range(0, max_kh):
+        h = hs + kh
+        row_ok = mask & (h < he)
+        for kw in range(0, max_kw):
+            w = ws + kw
+            ok = row_ok & (w < we)
+            acc += tl.load(base + h * sxh + w * sxw, mask=ok, other=0.0).to(tl.float32)
+    count = ((he - hs) * (we - ws)).to(tl.float32)
+    tl.store(y_ptr + n * syn + c * syc + p * syp + q * syq, (acc / count).to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _global_avg_kernel(
+    x_ptr, y_ptr,
+    # sizes: channels, plane size H*W
+    C, HW,
+    # strides: input (N, C, HW) with the plane flattened, output (N, C)
+    sxn, sxc, sxs, syn, syc,
+    # meta
+    INT64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
+):
+    n = tl.program_id(1)
+    if INT64:
+        n = n.to(tl.int64)
+    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_ok = c < C
+    rows = x_ptr + n * sxn + c[:, None] * sxc
+    acc = tl.zeros((BLOCK_C, BLOCK_HW), tl.float32)
+    for s0 in range(0, HW, BLOCK_HW):
+        s = s0 + tl.arange(0, BLOCK_HW)
+        ok = c_ok[:, None] & (s < HW)[None, :]
+        acc += tl.load(rows + s[None, :] * sxs, mask=ok, other=0.0).to(tl.float32)
+    mean = tl.sum(acc, axis=1) / HW
+    tl.store(y_ptr + n * syn + c * syc, mean.to(y_ptr.dtype.element_ty), mask=c_ok)
+
+
+# --------------------------------------------------------------------------------------------
+# launchers
+# --------------------------------------------------------------------------------------------
+def _as_batched(input, spatial: int):
+    """Validate ``input``; unbatched (C, H, W) / (C, L) input gains a batch dimension."""
+    _common.check_tensor(input, "input")
+    if input.dim() == spatial + 1:
+        return input.unsqueeze(0), True
+    if input.dim() != spatial + 2:
+        names = "(N, C, H, W) or (C, H, W)" if spatial == 2 else "(N, C, L) or (C, L)"
+        raise ValueError(f"input must be {names}, got shape {tuple(input.shape)}")
+    return input, False
+
+
+def _config(config, choices, fallback):
+    if config is None:
+        return fallback
+    if config not in choices:
+        raise ValueError(f"config must be one of {[str(c) for c in choices]}, got {config!r}")
+    return config
+
+
+def _window_launch(x, g: PoolGeometry, *, kind, config, return_indices=False, count_include_pad=True,
+                   divisor_override=None):
+    y = _common.empty_output(g.output_shape, x)
+    idx = _common.empty_output(g.output_shape, x, dtype=torch.int64) if return_indices else None
+    total = y.numel()
+    cfg = _config(config, CONFIGS, default_config(total))
+    common = dict(CHANNELS_LAST=_common.is_channels_last(x), INT64=_common.needs_int64(x, y),
+                  BLOCK=cfg.block, KH=g.kernel[0], KW=g.kernel[1], num_warps=cfg.num_warps)
+    sizes = (total, g.c, g.h, g.w, g.p, g.q, *x.stride(), *y.stride())
+    grid = (triton.cdiv(total, cfg.block),)
+    if kind == "max":
+        _max_pool_kernel[grid](x, y, idx if idx is not None else y, *sizes, *g.stride, *g.padding, *g.dilation,
+                               HAS_INDICES=idx is not None, **common)
+        return y, idx
+    _avg_pool_kernel[grid](x, y, *sizes, *g.stride, *g.padding, divisor_override or 0,
+                           COUNT_INCLUDE_PAD=bool(count_include_pad), HAS_DIVISOR=divisor_override is not None,
+                           **common)
+    return y, None
+
+
+def _check_divisor(divisor_override) -> None:
+    if divisor_override is None:
+        return
+    if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override == 0:
+        raise ValueError(f"divisor_override must be a non-zero int or None, got {divisor_override!r}")
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, config: PoolConfig | None = None):
+    """``torch.nn.functional.max_pool2d``; indices are int64 ``h * W + w`` like PyTorch's."""
+    x, unbatched = _as_batched(input, 2)
+    g = PoolGeometry.from_args(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    y, idx = _window_launch(x, g, kind="max", config=config, return_indices=bool(return_indices))
+    if unbatched:
+        y, idx = y.squeeze(0), (idx.squeeze(0) if idx is not None else None)
+    return (y, idx) if return_indices else y
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, config: PoolConfig | None = None) -> torch.Tensor:
+    """``torch.nn.functional.avg_pool2d`` (fp32 sums)."""
+    x, unbatched = _as_batched(input, 2)
+    _check_divisor(divisor_override)
+    g = PoolGeometry.from_args(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    y, _ = _window_launch(x, g, kind="avg", config=config, count_include_pad=count_include_pad,
+                          divisor_override=divisor_override)
+    return y.squeeze(0) if unbatched else y
+
+
+def _adaptive_size(output_size, hw) -> tuple[int, int]:
+    if isinstance(output_size, (list, tuple)) and len(output_size) == 2:
+        output_size = tuple(hw[i] if s is None else s for i, s in enumerate(output_size))
+    sizes = pair(output_size, "output_size")
+    if any(s <= 0 for s in sizes):
+        raise ValueError(f"output_size must be positive, got {output_size!r}")
+    return sizes
+
+
+def adaptive_avg_pool2d(input, output_size, *, config=None) -> torch.Tensor:
+    """``torch.nn.functional.adaptive_avg_pool2d``; output 1x1 takes the global-average kernel.
+
+    ``config`` is a :class:`GlobalConfig` for a 1x1 output, else a :class:`PoolConfig`.
+    """
+    x, unbatched = _as_batched(input, 2)
+    n, c, h, w = x.shape
+    oh, ow = _adaptive_size(output_size, (h, w))
+    y = _common.empty_output((n, c, oh, ow), x)
+    int64 = _common.needs_int64(x, y)
+    if (oh, ow) == (1, 1):
+        if x.stride(2) != w * x.stride(3):  # the plane must flatten to one stride
+            x = x.contiguous()
+        cfg = _config(config, GLOBAL_CONFIGS, default_global_config(h * w, c, _common.is_channels_last(x)))
+        grid = (triton.cdiv(c, cfg.block_c), n)
+        _global_avg_kernel[grid](x, y, c, h * w, x.stride(0), x.stride(1), x.stride(3), y.stride(0), y.stride(1),
+                                 INT64=int64, BLOCK_C=cfg.block_c, BLOCK_HW=cfg.block_hw, num_warps=cfg.num_warps)
+    else:
+        max_kh = max(e - s for s, e in adaptive_windows(h, oh))
+        max_kw = max(e - s for s, e in adaptive_windows(w, ow))
+        total = y.numel()
+        cfg = _config(config, CONFIGS, default_config(total))
+        _adaptive_avg_kernel[(triton.cdiv(total, cfg.block),)](
+            x, y, total, c, h, w, oh, ow, max_kh, max_kw, *x.stride(), *y.stride(),
+            CHANNELS_LAST=_common.is_channels_last(x), INT64=int64, BLOCK=cfg.block, num_warps=cfg.num_warps)
+    return y.squeeze(0) if unbatched else y
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, config: PoolConfig | None = None):
+    """``torch.nn.functional.max_pool1d``: the 2-D kernel over an (N, C, 1, L) view."""
+    x, unbatched = _as_batched(input, 1)
+    g = PoolGeometry.from_args_1d(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    y, idx = _window_launch(x.unsqueeze(2), g, kind="max", config=config, return_indices=bool(return_indices))
+    y, idx = y.squeeze(2), (idx.squeeze(2) if idx is not None else None)
+    if unbatched:
+        y, idx = y.squeeze(0), (idx.squeeze(0) if idx is not None else None)
+    return (y, idx) if return_indices else y
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               *, config: PoolConfig | None = None) -> torch.Tensor:
+    """``torch.nn.functional.avg_pool1d``: the 2-D kernel over an (N, C, 1, L) view."""
+    x, unbatched = _as_batched(input, 1)
+    g = PoolGeometry.from_args_1d(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    y, _ = _window_launch(x.unsqueeze(2), g, kind="avg", config=config, count_include_pad=count_include_pad)
+    y = y.squeeze(2)
+    return y.squeeze(0) if unbatched else y
+
+
+def adaptive_avg_pool1d(input, output_size, *, config=None) -> torch.Tensor:
+    """``torch.nn.functional.adaptive_avg_pool1d`` over an (N, C, 1, L) view."""
+    x, unbatched = _as_batched(input, 1)
+    (ol,) = pair(output_size, "output_size", 1)
+    y = adaptive_avg_pool2d(x.unsqueeze(2), (1, ol), config=config).squeeze(2)
+    return y.squeeze(0) if unbatched else y
+
+
+# --------------------------------------------------------------------------------------------
+# traffic and static specs
+# --------------------------------------------------------------------------------------------
+def min_bytes(op: str, geom: PoolGeometry, itemsize: int, *, indices: bool = False) -> int:
+    """Minimum DRAM traffic of ``max_pool{1,2}d``/``avg_pool{1,2}d``: input read once, output
+    (and int64 indices) written once."""
+    if op not in ("max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d"):
+        raise ValueError(f"op must be a window pool (max_pool2d, avg_pool2d, max_pool1d, avg_pool1d), got {op!r}")
+    return geom.min_bytes(itemsize, indices=indices and op.startswith("max"))
+
+
+def adaptive_min_bytes(input_shape, output_size, itemsize: int) -> int:
+    """Minimum DRAM traffic of ``adaptive_avg_pool2d``: (N*C*H*W + N*C*OH*OW) * itemsize."""
+    n, c, h, w = input_shape
+    oh, ow = _adaptive_size(output_size, (h, w))
+    return (n * c * h * w + n * c * oh * ow) * itemsize
+
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _spec(name, fn, names, ptrs, constexprs, cfg, default, ones=()):
+    """A StaticSpec as a real launch specializes it: integer arguments equal to 1 (unit strides)
+    become constexprs, torch's allocations are 16-byte aligned."""
+    sig = {a: ptrs.get(a, "i32") for a in names.split()}
+    consts = {**constexprs, **{a: 1 for a in ones}}
+    sig.update({k: "constexpr" for k in consts})
+    return StaticSpec(name, fn, sig, consts, cfg.num_warps, 1, default,
+                      divisible_by_16=tuple(a for a in ptrs if a in sig))
+
+
+def static_specs() -> list[StaticSpec]:
+    """Every config of every pooling kernel in each dtype (3x3 windows; NCHW unit strides for the
+    window pools, channels_last for adaptive, each layout's unit stride for global pooling)."""
+    specs = []
+    strides = "sxn sxc sxh sxw syn syc syp syq"
+    for dt in _DTYPES:
+        ptr = {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "idx_ptr": "*i64"}
+        for cfg in CONFIGS:
+            default = cfg == CONFIGS[0]
+            names = f"x_ptr y_ptr idx_ptr total C H W P Q {strides} stride_h stride_w pad_h pad_w dil_h dil_w"
+            ce = dict(KH=3, KW=3, HAS_INDICES=True, CHANNELS_LAST=False, INT64=False, BLOCK=cfg.block)
+            specs.append(_spec(f"pool.max/{dt}/{cfg}", _max_pool_kernel, names, ptr, ce, cfg, default,
+                               ones=("sxw", "syq")))
+            names = f"x_ptr y_ptr total C H W P Q {strides} stride_h stride_w pad_h pad_w divisor"
+            ce = dict(KH=3, KW=3, COUNT_INCLUDE_PAD=True, HAS_DIVISOR=False, CHANNELS_LAST=False, INT64=False,
+                      BLOCK=cfg.block)
+            specs.append(_spec(f"pool.avg/{dt}/{cfg}", _avg_pool_kernel, names, ptr, ce, cfg, default,
+                               ones=("sxw", "syq")))
+            names = f"x_ptr y_ptr total C H W P Q max_kh max_kw {strides}"
+            ce = dict(CHANNELS_LAST=True, INT64=False, BLOCK=cfg.block)
+            specs.append(_spec(f"pool.adaptive/{dt}/{cfg}", _adaptive_avg_kernel, names, ptr, ce, cfg, default,
+                               ones=("sxc", "syc")))
+        for cfg in GLOBAL_CONFIGS:
+            channels_last = cfg.block_c >= 64
+            ce = dict(INT64=False, BLOCK_C=cfg.block_c, BLOCK_HW=cfg.block_hw)
+            specs.append(_spec(f"pool.global_avg/{dt}/{cfg}", _global_avg_kernel, "x_ptr y_ptr C HW sxn sxc sxs syn syc",
+                               ptr, ce, cfg, cfg in (GLOBAL_CONFIGS[2], GLOBAL_CONFIGS[3]),
+                               ones=("sxc", "syc") if channels_last else ("sxs", "syc")))
+    return specs

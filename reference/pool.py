@@ -1,3 +1,188 @@
-"""Placeholder: being written (see issue tracker)."""
+"""Pooling references in float64, written the way PyTorch defines the operators.
 
-__all__: list[str] = []
+Every output pixel is computed at once; the only Python loops run over the kernel taps (or, for
+adaptive pooling, over the positions inside the largest window).  Each tap gathers one input
+value per output pixel, masked where the tap falls into the padding, so:
+
+* ``max_pool2d`` ignores padding, lets NaN win (a later NaN replaces an earlier one, as
+  PyTorch's ``val > max || isnan(val)`` does), keeps the *first* index on ties, and starts from
+  the first in-bounds tap of the window (which is also the index PyTorch reports for an
+  all ``-inf`` window); indices are flat ``h * W + w`` offsets into the input plane.
+* ``avg_pool2d`` divides by ``divisor_override``, or with ``count_include_pad`` by the window
+  clipped to the *padded* bounds (so a ``ceil_mode`` edge window counts only what it covers of
+  the padded input), or else by the in-bounds tap count.
+* ``adaptive_avg_pool2d`` averages the windows ``[floor(i*H/OH), ceil((i+1)*H/OH))`` from
+  :func:`reference.geometry.adaptive_windows`.
+
+Output sizes and argument validation come from :class:`reference.geometry.PoolGeometry`.
+Inputs are (N, C, H, W) or unbatched (C, H, W) for the 2-D pools, (N, C, L) or (C, L) for 1-D.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conv import as_f64
+from .geometry import PoolGeometry, adaptive_windows, pair
+
+__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+           "max_pool1d", "avg_pool1d", "adaptive_avg_pool1d"]
+
+
+def _batched(input, spatial: int) -> tuple[np.ndarray, bool]:
+    """float64 input with a batch dimension, and whether one was added (unbatched input)."""
+    x = as_f64(input, "input")
+    if x.ndim == spatial + 1:
+        return x[None], True
+    if x.ndim != spatial + 2:
+        names = "(N, C, H, W) or (C, H, W)" if spatial == 2 else "(N, C, L) or (C, L)"
+        raise ValueError(f"input must be {names}, got shape {x.shape}")
+    return x, False
+
+
+def _taps(start: np.ndarray, size: int, count: int, dilation: int):
+    """(position, in-bounds mask) of every tap of windows starting at ``start``."""
+    for t in range(count):
+        pos = start + t * dilation
+        valid = (pos >= 0) & (pos < size)
+        yield np.clip(pos, 0, size - 1), valid
+
+
+def _first_in_bounds(start: np.ndarray, dilation: int) -> np.ndarray:
+    """First tap position >= 0 of each window (PyTorch's ``while (h0 < 0) h0 += d``)."""
+    skip = np.maximum(-start, 0)
+    return start + -(-skip // dilation) * dilation
+
+
+def _max_pool(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = g.kernel, g.stride, g.padding, g.dilation
+    hs = np.arange(g.p) * sh - ph
+    ws = np.arange(g.q) * sw - pw
+    shape = (g.n, g.c, g.p, g.q)
+    best = np.full(shape, -np.inf)
+    index = np.broadcast_to(_first_in_bounds(hs, dh)[:, None] * g.w + _first_in_bounds(ws, dw)[None, :], shape).copy()
+    for rows, row_ok in _taps(hs, g.h, kh, dh):
+        plane = x[:, :, rows, :]
+        for cols, col_ok in _taps(ws, g.w, kw, dw):
+            val = plane[:, :, :, cols]
+            take = (row_ok[:, None] & col_ok[None, :]) & ((val > best) | np.isnan(val))
+            best = np.where(take, val, best)
+            index = np.where(take, rows[:, None] * g.w + cols[None, :], index)
+    return best, index
+
+
+def _avg_pool(x: np.ndarray, g: PoolGeometry, count_include_pad: bool, divisor_override) -> np.ndarray:
+    (kh, kw), (sh, sw), (ph, pw) = g.kernel, g.stride, g.padding
+    hs = np.arange(g.p) * sh - ph
+    ws = np.arange(g.q) * sw - pw
+    total = np.zeros((g.n, g.c, g.p, g.q))
+    for rows, row_ok in _taps(hs, g.h, kh, 1):
+        plane = x[:, :, rows, :]
+        for cols, col_ok in _taps(ws, g.w, kw, 1):
+            total = total + np.where(row_ok[:, None] & col_ok[None, :], plane[:, :, :, cols], 0.0)
+    he, we = np.minimum(hs + kh, g.h + ph), np.minimum(ws + kw, g.w + pw)
+    padded = (he - hs)[:, None] * (we - ws)[None, :]
+    h_in = np.minimum(he, g.h) - np.maximum(hs, 0)
+    w_in = np.minimum(we, g.w) - np.maximum(ws, 0)
+    inside = h_in[:, None] * w_in[None, :]
+    if divisor_override is not None:
+        divisor = np.full(inside.shape, float(divisor_override))
+    else:
+        divisor = (padded if count_include_pad else inside).astype(np.float64)
+    empty = (h_in[:, None] <= 0) | (w_in[None, :] <= 0)  # PyTorch writes 0 for an empty window
+    return np.where(empty, 0.0, total / np.where(empty, 1.0, divisor))
+
+
+def _check_divisor(divisor_override) -> None:
+    if divisor_override is None:
+        return
+    if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override == 0:
+        raise ValueError(f"divisor_override must be a non-zero int or None, got {divisor_override!r}")
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """``torch.nn.functional.max_pool2d`` in float64; indices (int64) are ``h * W + w``."""
+    x, unbatched = _batched(input, 2)
+    g = PoolGeometry.from_args(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    out, index = _max_pool(x, g)
+    if unbatched:
+        out, index = out[0], index[0]
+    return (out, index.astype(np.int64)) if return_indices else out
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None) -> np.ndarray:
+    """``torch.nn.functional.avg_pool2d`` in float64."""
+    x, unbatched = _batched(input, 2)
+    _check_divisor(divisor_override)
+    g = PoolGeometry.from_args(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    out = _avg_pool(x, g, bool(count_include_pad), divisor_override)
+    return out[0] if unbatched else out
+
+
+def _adaptive_output(output_size, in_hw: tuple[int, ...]) -> tuple[int, ...]:
+    """torch's ``output_size``: an int, or a sequence with ``None`` meaning 'keep this size'."""
+    ndim = len(in_hw)
+    if isinstance(output_size, (list, tuple)) and len(output_size) == ndim:
+        sizes = tuple(in_hw[i] if s is None else s for i, s in enumerate(output_size))
+    else:
+        sizes = output_size
+    sizes = pair(sizes, "output_size", ndim)
+    if any(s <= 0 for s in sizes):
+        raise ValueError(f"output_size must be positive, got {output_size!r}")
+    return sizes
+
+
+def _window_arrays(size: int, out: int):
+    win = np.array(adaptive_windows(size, out))
+    return win[:, 0], win[:, 1], int((win[:, 1] - win[:, 0]).max())
+
+
+def adaptive_avg_pool2d(input, output_size) -> np.ndarray:
+    """``torch.nn.functional.adaptive_avg_pool2d`` in float64 (output 1 = global average)."""
+    x, unbatched = _batched(input, 2)
+    oh, ow = _adaptive_output(output_size, x.shape[2:])
+    h0, h1, kh = _window_arrays(x.shape[2], oh)
+    w0, w1, kw = _window_arrays(x.shape[3], ow)
+    total = np.zeros(x.shape[:2] + (oh, ow))
+    with np.errstate(invalid="ignore"):  # inf + -inf inside a window is NaN, as in PyTorch
+        for t in range(kh):
+            rows = h0 + t
+            row_ok = rows < h1
+            plane = x[:, :, np.minimum(rows, x.shape[2] - 1), :]
+            for u in range(kw):
+                cols = w0 + u
+                ok = row_ok[:, None] & (cols < w1)[None, :]
+                total = total + np.where(ok, plane[:, :, :, np.minimum(cols, x.shape[3] - 1)], 0.0)
+    out = total / ((h1 - h0)[:, None] * (w1 - w0)[None, :])
+    return out[0] if unbatched else out
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """``torch.nn.functional.max_pool1d`` in float64 (a 2-D pool over an (N, C, 1, L) view)."""
+    x, unbatched = _batched(input, 1)
+    g = PoolGeometry.from_args_1d(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    out, index = _max_pool(x[:, :, None, :], g)
+    out, index = out[:, :, 0], index[:, :, 0]
+    if unbatched:
+        out, index = out[0], index[0]
+    return (out, index.astype(np.int64)) if return_indices else out
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True) -> np.ndarray:
+    """``torch.nn.functional.avg_pool1d`` in float64."""
+    x, unbatched = _batched(input, 1)
+    g = PoolGeometry.from_args_1d(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    out = _avg_pool(x[:, :, None, :], g, bool(count_include_pad), None)[:, :, 0]
+    return out[0] if unbatched else out
+
+
+def adaptive_avg_pool1d(input, output_size) -> np.ndarray:
+    """``torch.nn.functional.adaptive_avg_pool1d`` in float64."""
+    x, unbatched = _batched(input, 1)
+    (ol,) = pair(output_size, "output_size", 1)
+    out = adaptive_avg_pool2d(x[:, :, None, :], (1, ol))[:, :, 0]
+    return out[0] if unbatched else out

@@ -1,85 +1,10 @@
 """The one comparison helper every test uses, and the tolerance model behind it.
 
-Errors are measured the way the design notes tabulate them: ``max|out - ref| / max|ref|``
-(``max_rel``) and the RMS of the error over the RMS of the reference (``rms_rel``), with ``ref``
-the float64 reference computed *from the operands the kernel actually saw* (inputs already
-rounded to the kernel's dtype), so what remains is the kernel's own error:
-
-* rounding of the output to its dtype:            ~ u(out dtype)
-* rounding of operands inside the kernel (tf32 products, Winograd/FFT transformed operands
-  stored in fp16/bf16):                           ~ u(operand dtype), times the algorithm's scale
-* fp32 accumulation over a reduction of length L: ~ u(fp32) * sqrt(L) (random-walk growth)
-
-``tolerance`` adds these with a safety factor of 8; nothing is a single global atol.
+The implementation lives in :mod:`suites.accuracy` so that the benchmark runner judges every
+cell with exactly the same formula as the tests; this module re-exports it under the names the
+tests use (``tolerance``, ``errors``, ``assert_close``, ``rounded``, ``as_ref``).  See that
+module for the error measures and the tolerance model.
 """
 
-from __future__ import annotations
-
-import math
-
-import numpy as np
-import torch
-
-#: unit roundoff 2**-(mantissa bits + 1)
-UNIT_ROUNDOFF = {
-    torch.float64: 2.0**-53,
-    torch.float32: 2.0**-24,
-    torch.float16: 2.0**-11,
-    torch.bfloat16: 2.0**-8,
-    "tf32": 2.0**-11,
-}
-SAFETY = 8.0
-
-
-def tolerance(dtype: torch.dtype, reduction_length: int = 1, *, algorithm_scale: float = 1.0,
-              input_precision: str = "ieee", operand_dtype=None) -> float:
-    """Tolerated ``max_rel`` for a kernel with outputs in ``dtype`` reducing ``reduction_length`` terms.
-
-    ``operand_dtype``: the dtype operands are rounded to inside the kernel (None: not rounded
-    beyond the input dtype).  fp32 with ``input_precision="tf32"`` rounds operands to tf32.
-    """
-    u_out = UNIT_ROUNDOFF[dtype]
-    if operand_dtype is None and dtype == torch.float32 and input_precision == "tf32":
-        operand_dtype = "tf32"
-    u_op = UNIT_ROUNDOFF[operand_dtype] if operand_dtype is not None else 0.0
-    u_acc = UNIT_ROUNDOFF[torch.float32]
-    err = u_out + 2 * u_op + u_acc * math.sqrt(max(reduction_length, 1))
-    return SAFETY * algorithm_scale * err
-
-
-def errors(actual, expected: np.ndarray) -> tuple[float, float]:
-    """(max_rel, rms_rel) of ``actual`` against the float64 ``expected``."""
-    a = actual.detach().cpu().double().numpy() if isinstance(actual, torch.Tensor) else np.asarray(actual, np.float64)
-    diff = a - expected
-    scale = np.max(np.abs(expected)) if expected.size else 0.0
-    scale = scale if scale > 0 else 1.0
-    rms = np.sqrt(np.mean(expected**2)) if expected.size else 0.0
-    rms = rms if rms > 0 else 1.0
-    return float(np.max(np.abs(diff)) / scale) if diff.size else 0.0, float(np.sqrt(np.mean(diff**2)) / rms) if diff.size else 0.0
-
-
-def assert_close(actual, expected: np.ndarray, tol: float, what: str = "") -> float:
-    """Same shape, NaN exactly where the reference has NaN, ``max_rel <= tol``; returns max_rel."""
-    a = actual.detach().cpu().double().numpy() if isinstance(actual, torch.Tensor) else np.asarray(actual, np.float64)
-    assert a.shape == expected.shape, f"{what}: shape {a.shape} != reference {expected.shape}"
-    bad_nan = np.isnan(a) != np.isnan(expected)
-    assert not bad_nan.any(), (
-        f"{what}: NaN mismatch at {int(bad_nan.sum())} of {a.size} elements, first at "
-        f"{tuple(int(i) for i in np.argwhere(bad_nan)[0])} (unwritten output or lost NaN)"
-    )
-    inf = np.isinf(expected)
-    assert np.array_equal(a[inf], expected[inf]), f"{what}: infinities differ from the reference"
-    finite = np.isfinite(expected)
-    max_rel, rms_rel = errors(a[finite], expected[finite])
-    assert max_rel <= tol, f"{what}: max_rel {max_rel:.3e} > tol {tol:.3e} (rms_rel {rms_rel:.3e})"
-    return max_rel
-
-
-def rounded(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``t`` rounded to ``dtype`` (the operand as the kernel will see it)."""
-    return t.to(dtype)
-
-
-def as_ref(t: torch.Tensor) -> np.ndarray:
-    """The exact float64 value of a (possibly low-precision) tensor, for the reference."""
-    return t.detach().cpu().double().numpy()
+from suites.accuracy import (SAFETY, UNIT_ROUNDOFF, Check, as_ref, assert_close, check, errors,  # noqa: F401
+                             rounded, tolerance)

@@ -1,23 +1,295 @@
-"""Placeholder: being written (see issue tracker). Not usable yet."""
+"""FFT convolution by tiles: DFTs as ``tl.dot`` products, a complex GEMM over channels, overlap-save.
 
+Algorithm: the output is cut into LH x LW tiles with ``LH = F - R + 1``, ``LW = F - S + 1``;
+each tile reads an F x F input patch.  Circular correlation of the patch with the zero-padded
+filter equals the wanted correlation on the first LH x LW positions (no wrap-around there), so
+the tiles simply partition the output: overlap-save, no accumulation between tiles.
+
+1. forward   ``X[f, t, c] = DFT2(patch_tc) / F`` for the F*(F/2+1) frequencies of the half
+   spectrum (real input), fp32 DFTs (:mod:`._fft_kernels`), stored in ``x.dtype``
+2. filter    ``W[f, c, k] = conj(DFT2(g_kc zero-padded to F x F))``, same kernel, ``x.dtype``
+3. GEMM      ``Z[f] = X[f] @ W[f]`` per frequency, complex as 4 real ``tl.dot`` products with
+   fp32 accumulation (tensor cores for fp16/bf16; fp32 per ``input_precision``): the sum over
+   input channels of the pointwise spectra products *is* this GEMM
+4. inverse   ``y_tile = Re IDFT2(Z) / F`` on the LH x LW valid corner (+ bias), fp32, masked
+
+The DFTs are real/imaginary matrix products with cos/sin tables built on the host in float64;
+tiles of 64 use a Cooley-Tukey split 64 = 16 x 4 (:mod:`._fft_kernels`).  No ``torch.fft``.
+
+Precision: the transforms are fp32 throughout.  For fp16/bf16 inputs exactly two things round
+to the input dtype: the input spectra (stage 1) and the filter spectra (stage 2), the GEMM
+operands.  Z and the inverse stay fp32; the output is rounded once.  The forward scale 1/F
+keeps fp16 spectra within range for inputs up to ~65504/F in magnitude (DC term).
+
+Constraints: stride 1, dilation 1, groups 1, any padding, filters up to 33 x 33 (the 64-tile
+must keep at least half its outputs).  NCHW or channels_last; the output follows the input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import triton
+
+from reference.geometry import ConvGeometry
+
+from .. import _common
+from .._static_spec import StaticSpec
+from . import _fft_kernels as _k
+from ._gemm import upcast_dot
+from .winograd import emulate_rne
+
+TILES = (16, 32, 64)
+MAX_FILTER = 64 // 2 + 1
+
+#: Rounding both spectra (relative u each) perturbs the output by the same relative RMS as
+#: rounding the two operands of a direct product: the DFT is unitary up to its scale, so the
+#: rounding-amplification factor of winograd.rounding_amplification is exactly 1 for it.
 ERROR_SCALE = 1.0
 
 
-def launch(x, weight, bias, geom, *, input_precision="ieee"):
-    raise NotImplementedError("fft is not implemented yet")
+# ---------------------------------------------------------------------------------------------
+# DFT tables (float64 -> fp32)
+# ---------------------------------------------------------------------------------------------
+def _cos_sin(n: int) -> tuple[np.ndarray, np.ndarray]:
+    jk = np.outer(np.arange(n), np.arange(n)) % n
+    theta = 2.0 * np.pi * jk / n
+    return np.cos(theta), np.sin(theta)
 
 
-def unsupported(geom, dtype):
-    return "not implemented yet"
+def dft_tables(tile: int) -> np.ndarray:
+    """The float64 tables :mod:`._fft_kernels` reads, flattened (layout in its docstring)."""
+    if tile not in TILES:
+        raise ValueError(f"tile must be one of {TILES}, got {tile!r}")
+    if tile <= 32:
+        cos, sin = _cos_sin(tile)
+        return np.concatenate([cos.ravel(), sin.ravel()])
+    cos16, sin16 = _cos_sin(16)
+    cos4, sin4 = _cos_sin(4)
+    kron_cos, kron_sin = np.kron(np.eye(4), cos4), np.kron(np.eye(4), sin4)
+    n2k1 = np.outer(np.arange(4), np.arange(16))
+    theta = 2.0 * np.pi * n2k1 / 64
+    return np.concatenate([cos16.ravel(), sin16.ravel(), kron_cos.ravel(), kron_sin.ravel(),
+                           np.cos(theta).ravel(), np.sin(theta).ravel()])
 
 
-def workspace_bytes(geom, itemsize):
-    return 0
+_TABLE_CACHE: dict = {}
 
 
-def multiplies(geom):
-    return geom.flops // 2
+def _tables_on(tile: int, device) -> torch.Tensor:
+    key = (tile, str(device))
+    if key not in _TABLE_CACHE:
+        _TABLE_CACHE[key] = torch.tensor(dft_tables(tile), dtype=torch.float32, device=device)
+    return _TABLE_CACHE[key]
 
 
-def static_specs():
-    return []
+# ---------------------------------------------------------------------------------------------
+# configs
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Config:
+    tile: int  # F: the DFT size per dimension
+    block_m: int  # tiles per GEMM program
+    block_n: int  # output channels per GEMM program
+    block_k: int  # input channels per GEMM step
+    num_warps: int
+    num_stages: int
+    xform_c: int  # channels per forward/inverse program
+    xform_warps: int
+
+    def __str__(self) -> str:
+        return (f"F{self.tile}-BM{self.block_m}-BN{self.block_n}-BK{self.block_k}-w{self.num_warps}"
+                f"-s{self.num_stages}-X{self.xform_c}w{self.xform_warps}")
+
+
+CONFIGS: tuple[Config, ...] = (
+    Config(16, 64, 64, 32, 4, 3, xform_c=8, xform_warps=4),
+    Config(32, 64, 64, 32, 4, 3, xform_c=2, xform_warps=4),
+    Config(64, 64, 64, 32, 4, 3, xform_c=1, xform_warps=8),
+    Config(16, 64, 32, 16, 4, 2, xform_c=4, xform_warps=4),
+)
+
+
+def _valid(geom: ConvGeometry, tile: int) -> tuple[int, int]:
+    return tile - geom.r + 1, tile - geom.s + 1
+
+
+def _tiles(geom: ConvGeometry, tile: int) -> tuple[int, int, int]:
+    lh, lw = _valid(geom, tile)
+    th, tw = math.ceil(geom.p / lh), math.ceil(geom.q / lw)
+    return th, tw, geom.n * th * tw
+
+
+def _cost(geom: ConvGeometry, tile: int) -> float:
+    """Heuristic work estimate: complex GEMM multiplies plus fp32 DFT multiplies (weighted 8x:
+    they run on FMA units, the GEMM on tensor cores)."""
+    t = _tiles(geom, tile)[2]
+    nf = tile * (tile // 2 + 1)
+    per_point = 2 * (tile if tile <= 32 else 16 + 16 + 2)
+    return t * (4 * nf * geom.c * geom.k + 8 * (geom.c + geom.k) * tile * tile * per_point)
+
+
+def default_config(geom: ConvGeometry) -> Config:
+    """The tile with the least estimated work among those that keep half their outputs."""
+    usable = [c for c in CONFIGS[:3] if min(_valid(geom, c.tile)) >= c.tile // 2] or [CONFIGS[2]]
+    return min(usable, key=lambda c: _cost(geom, c.tile))
+
+
+# ---------------------------------------------------------------------------------------------
+# domain, counts, workspace
+# ---------------------------------------------------------------------------------------------
+def unsupported(geom: ConvGeometry, dtype=None) -> Optional[str]:
+    if geom.stride != (1, 1):
+        return f"fft needs stride 1, got stride={geom.stride}"
+    if geom.dilation != (1, 1):
+        return f"fft needs dilation 1, got dilation={geom.dilation}"
+    if geom.groups != 1:
+        return f"fft needs groups=1, got groups={geom.groups}"
+    if geom.r > MAX_FILTER or geom.s > MAX_FILTER:
+        return f"fft supports filters up to {MAX_FILTER}x{MAX_FILTER} (64-point tiles), got {geom.r}x{geom.s}"
+    return None
+
+
+def multiplies(geom: ConvGeometry, config: Optional[Config] = None) -> int:
+    """Pointwise-stage real multiplies: tiles x F*(F/2+1) frequencies x 4 x C x K (the complex
+    products summed over channels; transforms not counted, as for Winograd)."""
+    tile = (config or default_config(geom)).tile
+    return _tiles(geom, tile)[2] * tile * (tile // 2 + 1) * 4 * geom.c * geom.k
+
+
+def workspace_bytes(geom: ConvGeometry, itemsize: int, config: Optional[Config] = None) -> int:
+    """Input spectra (tiles x C) and filter spectra (C x K) in the input dtype, Z (tiles x K) in
+    fp32, real and imaginary, per frequency."""
+    tile = (config or default_config(geom)).tile
+    t = _tiles(geom, tile)[2]
+    nf = tile * (tile // 2 + 1)
+    return 2 * nf * ((t * geom.c + geom.c * geom.k) * itemsize + t * geom.k * 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# launchers
+# ---------------------------------------------------------------------------------------------
+def transform_filter(weight: torch.Tensor, tile: int, config: Optional[Config] = None) -> torch.Tensor:
+    """``conj(DFT2(weight zero-padded to tile x tile))`` as ``[2, F*(F/2+1), C, K]`` (real,
+    imaginary) in ``weight.dtype``, reusable across calls with the same tile."""
+    _common.check_tensor(weight, "weight", ndim=4)
+    if tile not in TILES:
+        raise ValueError(f"tile must be one of {TILES}, got {tile!r}")
+    k, c, r, s = weight.shape
+    if r > tile // 2 + 1 or s > tile // 2 + 1:
+        raise ValueError(f"a {r}x{s} filter needs a tile of at least {2 * max(r, s) - 2}, got tile={tile}")
+    cfg = config or next(cf for cf in CONFIGS if cf.tile == tile)
+    nf = tile * (tile // 2 + 1)
+    out = torch.empty((2, nf, c, k), dtype=weight.dtype, device=weight.device)
+    _k._forward_kernel[(k, triton.cdiv(c, cfg.xform_c))](
+        weight, _tables_on(tile, weight.device), out,
+        c, r, s, 1, 1, 0, 0, 0, 0, *weight.stride(), c * k, 1, k, nf * c * k,
+        F=tile, SCALE=1.0, CONJ=True, BLOCK_C=cfg.xform_c, INT64=_common.needs_int64(weight, out),
+        EMULATE_RNE=emulate_rne(weight.dtype), num_warps=cfg.xform_warps)
+    return out
+
+
+def launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], geom: ConvGeometry, *,
+           input_precision: str = "ieee", config: Optional[Config] = None,
+           filter_transformed: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """FFT convolution of ``x`` (NCHW or channels_last); the output follows ``x``."""
+    _common.check_tensor(x, "input", ndim=4)
+    _common.check_tensor(weight, "weight", ndim=4)
+    _common.check_same(x, "input", weight, "weight")
+    _common.check_input_precision(input_precision)
+    if bias is not None:
+        _common.check_vector(bias, "bias", geom.k, x)
+        _common.check_same(x, "input", bias, "bias")
+    if tuple(x.shape) != geom.input_shape or tuple(weight.shape) != geom.weight_shape:
+        raise ValueError(f"input {tuple(x.shape)} / weight {tuple(weight.shape)} do not match {geom}")
+    reason = unsupported(geom, x.dtype)
+    if reason is not None:
+        raise ValueError(reason)
+    if config is not None and not isinstance(config, Config):
+        raise TypeError(f"config must be an fft.Config, got {type(config).__name__}")
+    cfg = config or default_config(geom)
+    tile = cfg.tile
+    lh, lw = _valid(geom, tile)
+    if lh < 1 or lw < 1:
+        raise ValueError(f"config tile={tile} is too small for a {geom.r}x{geom.s} filter")
+    nf = tile * (tile // 2 + 1)
+    th, tw, t = _tiles(geom, tile)
+    if filter_transformed is None:
+        w_spec = transform_filter(weight, tile, cfg)
+    else:
+        w_spec = filter_transformed
+        _common.check_same(x, "input", w_spec, "filter_transformed")
+        if tuple(w_spec.shape) != (2, nf, geom.c, geom.k) or not w_spec.is_contiguous():
+            raise ValueError(f"filter_transformed must be a contiguous {(2, nf, geom.c, geom.k)} tensor "
+                             f"from transform_filter(weight, {tile}), got {tuple(w_spec.shape)}")
+    out = _common.empty_output(geom.output_shape, x)
+    x_spec = torch.empty((2, nf, t, geom.c), dtype=x.dtype, device=x.device)
+    z = torch.empty((2, nf, t, geom.k), dtype=torch.float32, device=x.device)
+    int64 = _common.needs_int64(x, out, x_spec, z, w_spec)
+    tables = _tables_on(tile, x.device)
+    top, _, left, _ = geom.padding
+    rne = emulate_rne(x.dtype)
+
+    _k._forward_kernel[(t, triton.cdiv(geom.c, cfg.xform_c))](
+        x, tables, x_spec, geom.c, geom.h, geom.w, th, tw, lh, lw, top, left, *x.stride(),
+        t * geom.c, geom.c, 1, nf * t * geom.c,
+        F=tile, SCALE=1.0 / tile, CONJ=False, BLOCK_C=cfg.xform_c, INT64=int64, EMULATE_RNE=rne,
+        num_warps=cfg.xform_warps)
+    _k._complex_gemm_kernel[(triton.cdiv(t, cfg.block_m), triton.cdiv(geom.k, cfg.block_n), nf)](
+        x_spec, w_spec, z, t, geom.c, geom.k, nf * t * geom.c, nf * geom.c * geom.k, nf * t * geom.k,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, INPUT_PRECISION=input_precision,
+        INT64=int64, UPCAST=upcast_dot(x.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    _k._inverse_kernel[(t, triton.cdiv(geom.k, cfg.xform_c))](
+        z, tables, bias if bias is not None else z, out, geom.k, geom.p, geom.q, t, th, tw, lh, lw,
+        nf * t * geom.k, *out.stride(),
+        F=tile, SCALE=1.0 / tile, BLOCK_K=cfg.xform_c, HAS_BIAS=bias is not None, INT64=int64,
+        EMULATE_RNE=rne, num_warps=cfg.xform_warps)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# static compile specs
+# ---------------------------------------------------------------------------------------------
+_PTR = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
+_DT = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def static_specs() -> list[StaticSpec]:
+    """Every kernel x config x dtype, 32-bit offsets, with the 16-divisibility of a typical layer."""
+    typical = (ConvGeometry(1, 64, 24, 24, 32, 3, 3), ConvGeometry(16, 192, 28, 28, 32, 5, 5, padding=(2, 2, 2, 2)),
+               ConvGeometry(8, 64, 56, 56, 64, 3, 3, padding=(1, 1, 1, 1)))
+    defaults = {default_config(g) for g in typical}
+    specs: dict[str, StaticSpec] = {}
+
+    def add(name, fn, pointers, ints, const, warps, stages, default, divisible, tc=False):
+        signature = {**pointers, **{n: "i32" for n in ints}, **{n: "constexpr" for n in const}}
+        specs[name] = StaticSpec(name, fn, signature, const, warps, stages, default, tc,
+                                 divisible_by_16=tuple(divisible))
+
+    for dtype, ptr in _PTR.items():
+        dt = _DT[dtype]
+        for cfg in CONFIGS:
+            is_default = cfg in defaults
+            add(f"conv.fft.gemm/{dt}/BM{cfg.block_m}-BN{cfg.block_n}-BK{cfg.block_k}-w{cfg.num_warps}"
+                f"-s{cfg.num_stages}", _k._complex_gemm_kernel, {"x_ptr": ptr, "w_ptr": ptr, "z_ptr": "*fp32"},
+                ("T", "C", "K", "x_plane", "w_plane", "z_plane"),
+                {"BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n, "BLOCK_K": cfg.block_k,
+                 "INPUT_PRECISION": "ieee", "INT64": False, "UPCAST": False},
+                cfg.num_warps, cfg.num_stages, is_default,
+                ("x_ptr", "w_ptr", "z_ptr", "C", "K", "x_plane", "w_plane", "z_plane"), tc=dtype != torch.float32)
+            xf = f"F{cfg.tile}-X{cfg.xform_c}-w{cfg.xform_warps}"
+            add(f"conv.fft.forward/{dt}/{xf}", _k._forward_kernel, {"src_ptr": ptr, "tab_ptr": "*fp32", "out_ptr": ptr},
+                ("C", "H", "W", "TH", "TW", "STEP_H", "STEP_W", "pad_top", "pad_left",
+                 "s_n", "s_c", "s_h", "s_w", "o_f", "o_p", "o_c", "o_plane"),
+                {"F": cfg.tile, "SCALE": 1.0 / cfg.tile, "CONJ": False, "BLOCK_C": cfg.xform_c, "INT64": False,
+                 "EMULATE_RNE": False}, cfg.xform_warps, 1, is_default, ("src_ptr", "tab_ptr", "out_ptr", "C", "o_f"))
+            add(f"conv.fft.inverse/{dt}/{xf}", _k._inverse_kernel,
+                {"z_ptr": "*fp32", "tab_ptr": "*fp32", "bias_ptr": ptr, "y_ptr": ptr},
+                ("K", "P", "Q", "T", "TH", "TW", "LH", "LW", "z_plane", "s_n", "s_k", "s_p", "s_q"),
+                {"F": cfg.tile, "SCALE": 1.0 / cfg.tile, "BLOCK_K": cfg.xform_c, "HAS_BIAS": True, "INT64": False,
+                 "EMULATE_RNE": False}, cfg.xform_warps, 1, is_default, ("z_ptr", "tab_ptr", "y_ptr", "K", "z_plane"))
+    return list(specs.values())

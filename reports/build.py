@@ -1,0 +1,48 @@
+"""Build a report folder's ``report.md``, ``report.html`` and plots from its results files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from suites.records import Record, ResultStore, atomic_write_text
+
+from . import plots as plotting
+from .html import render_html
+from .markdown import render_markdown, render_text
+from .tables import all_tables, env_lines
+
+
+@dataclass
+class Report:
+    markdown: Path
+    html: Path
+    plots: list[str] = field(default_factory=list)
+    text: str = ""
+
+
+def load(out_dir: Path | str) -> tuple[list[Record], dict]:
+    """Records and environment of a results folder (``ValueError`` if it holds no results)."""
+    store = ResultStore(out_dir)
+    if not store.jsonl.exists():
+        raise ValueError(f"{out_dir} has no results.jsonl (run `convbench run --out {out_dir}` first)")
+    return store.load(), store.read_env()
+
+
+def write_report(out_dir: Path | str, records: list[Record] | None = None, env: dict | None = None, *,
+                 with_plots: bool = True, title: str | None = None) -> Report:
+    out_dir = Path(out_dir)
+    if records is None or env is None:
+        records, env = load(out_dir)
+    sections = all_tables(records)
+    lines = env_lines(env)
+    files: list[str] = []
+    if with_plots:
+        files += plotting.speedup_plots(records, out_dir)
+        files += plotting.roofline_plots(records, env, out_dir)
+    suites = ", ".join(dict.fromkeys(r.suite for r in records)) or "no cells"
+    title = title or f"convbench report: {suites}"
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    atomic_write_text(md, render_markdown(sections, lines, files, title))
+    atomic_write_text(page, render_html(sections, lines, files, title))
+    return Report(md, page, files, render_text(sections, lines))

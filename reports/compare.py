@@ -1,0 +1,315 @@
+"""Compare two runs cell by cell: FASTER / SLOWER / SAME / UNSURE from the raw samples.
+
+Timing, per cell timed on both sides:
+
+* a two-sided Mann-Whitney U test of the raw samples (no normality assumed; timing samples are
+  skewed and heavy-tailed), its p-values adjusted across all timed cells by Benjamini-Hochberg so
+  that the expected share of false alarms among the cells called different stays below ``alpha``;
+* an effect size, the ratio of medians new/base, which must pass the ``threshold`` (default 5%)
+  before a cell is called SLOWER or FASTER: a significant 1% change is not a regression;
+* a 95% confidence interval for the ratio (Hodges-Lehmann shift of log times with its
+  distribution-free interval from the U statistic's quantiles): a cell is SAME only when that
+  interval lies within the threshold band; a large change without significance, or a wide
+  interval, is UNSURE (more samples would decide it).
+
+Correctness, per cell present on both sides (timed or not): passing -> failing/error is LOST;
+the max relative error growing more than ``err_growth`` times (10x, above ``err_floor``) is
+ERR_GREW; failing -> passing is FIXED.  Cells without samples (``samples_ms: []``, e.g. Triton
+on a CPU-only machine) are compared on correctness only (verdict UNTIMED).  Cells in one run
+only are listed.  The run fails (exit status 1) on any SLOWER, LOST or ERR_GREW cell.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+VERDICTS = ("SLOWER", "FASTER", "UNSURE", "SAME", "UNTIMED")
+FAILING_CORRECTNESS = ("LOST", "ERR_GREW")
+Z95 = 1.959963984540054
+
+
+@dataclass
+class CellComparison:
+    key: str
+    base: object
+    new: object
+    verdict: str = "UNTIMED"
+    ratio: float | None = None      # median(new) / median(base): > 1 is slower
+    ci_lo: float | None = None
+    ci_hi: float | None = None
+    p: float | None = None
+    q: float | None = None
+    correctness: str = ""           # "", "LOST", "ERR_GREW", "FIXED", "STILL_FAILING", "NOW_SKIPPED"
+    note: str = ""
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict == "SLOWER" or self.correctness in FAILING_CORRECTNESS
+
+
+@dataclass
+class Comparison:
+    cells: list = field(default_factory=list)
+    only_base: list = field(default_factory=list)
+    only_new: list = field(default_factory=list)
+    threshold: float = 0.05
+    alpha: float = 0.05
+    base_label: str = "base"
+    new_label: str = "new"
+
+    @property
+    def regressions(self) -> list:
+        return [c for c in self.cells if c.regression]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.regressions)
+
+    def counts(self) -> dict:
+        return {v: sum(c.verdict == v for c in self.cells) for v in VERDICTS}
+
+    def geomean(self, cells=None) -> float | None:
+        """Geometric mean of the median ratios (new/base) over the cells timed on both sides."""
+        logs = [math.log(c.ratio) for c in (self.cells if cells is None else cells)
+                if c.ratio is not None and c.ratio > 0]
+        return math.exp(sum(logs) / len(logs)) if logs else None
+
+
+# ------------------------------------------------------------------------------- loading
+def load_records(path) -> list:
+    """Records of a run directory (its ``results.jsonl``) or of a ``.jsonl`` file."""
+    from suites.records import read_jsonl
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.jsonl"
+    if not p.exists():
+        raise ValueError(f"no results at {path} (expected a run directory or a results.jsonl)")
+    return read_jsonl(p)
+
+
+def _get(rec, name, default=None):
+    if isinstance(rec, dict):
+        return rec.get(name, default)
+    return getattr(rec, name, default)
+
+
+def _key(rec) -> str:
+    from suites.records import cell_key
+
+    return cell_key(rec)
+
+
+# ---------------------------------------------------------------------------- statistics
+def mann_whitney_p(base: Sequence[float], new: Sequence[float]) -> float:
+    """Two-sided Mann-Whitney U p-value (1.0 when the samples cannot be told apart at all)."""
+    from scipy.stats import mannwhitneyu
+
+    a, b = np.asarray(new, float), np.asarray(base, float)
+    if len(a) == 0 or len(b) == 0:
+        return 1.0
+    if np.all(a == a[0]) and np.all(b == a[0]):
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """BH-adjusted p-values (q-values), in the input order."""
+    p = np.asarray(pvalues, float)
+    m = len(p)
+    if m == 0:
+        return []
+    order = np.argsort(p)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(q, 1.0)
+    return out.tolist()
+
+
+def ratio_ci(base: Sequence[float], new: Sequence[float], z: float = Z95,
+             max_pairs: int = 1_000_000) -> tuple[float, float]:
+    """Distribution-free CI of the new/base time ratio: exp of the Hodges-Lehmann interval of
+    the shift of log times (order statistics of all pairwise differences picked by the
+    normal approximation of U's null distribution).  Very large samples are thinned evenly."""
+    a, b = np.log(np.asarray(new, float)), np.log(np.asarray(base, float))
+    keep = max(2, int(math.sqrt(max_pairs)))
+    a, b = _thin(a, keep), _thin(b, keep)
+    n, m = len(a), len(b)
+    diffs = np.sort((a[:, None] - b[None, :]).ravel())
+    k = int(math.floor(n * m / 2.0 - z * math.sqrt(n * m * (n + m + 1) / 12.0)))
+    k = min(max(k, 0), n * m - 1)
+    return math.exp(diffs[k]), math.exp(diffs[n * m - 1 - k])
+
+
+def _thin(x: np.ndarray, keep: int) -> np.ndarray:
+    """At most ``keep`` evenly spaced order statistics of ``x`` (deterministic)."""
+    if len(x) <= keep:
+        return x
+    return np.sort(x)[np.linspace(0, len(x) - 1, keep).round().astype(int)]
+
+
+def _median(samples) -> float:
+    return float(np.median(np.asarray(samples, float)))
+
+
+# ---------------------------------------------------------------------------- correctness
+def _failing(rec) -> bool:
+    return _get(rec, "status") in ("fail", "error") or _get(rec, "passed") is False
+
+
+def correctness_change(base, new, *, err_growth: float = 10.0, err_floor: float = 1e-9) -> tuple[str, str]:
+    """("LOST" | "ERR_GREW" | "FIXED" | "STILL_FAILING" | "NOW_SKIPPED" | "", explanation)."""
+    b_fail, n_fail = _failing(base), _failing(new)
+    b_status, n_status = _get(base, "status"), _get(new, "status")
+    if n_fail and not b_fail and b_status != "skipped":
+        why = _get(new, "message") or f"passed={_get(new, 'passed')}"
+        return "LOST", f"{b_status} -> {n_status}: {why}"[:200]
+    if b_fail and n_fail:
+        return "STILL_FAILING", f"{b_status} -> {n_status}"
+    if b_fail and not n_fail:
+        return "FIXED", f"{b_status} -> {n_status}"
+    if n_status == "skipped" and b_status != "skipped":
+        return "NOW_SKIPPED", (_get(new, "message") or "")[:200]
+    b_err, n_err = _get(base, "max_rel_err"), _get(new, "max_rel_err")
+    if b_err is not None and n_err is not None and n_err > err_floor and n_err > err_growth * b_err:
+        grew = f"{n_err / b_err:.0f}x" if b_err > 0 else "from 0"
+        return "ERR_GREW", f"max rel err {b_err:.2e} -> {n_err:.2e} ({grew})"
+    return "", ""
+
+
+# ------------------------------------------------------------------------------- compare
+def compare(base_records, new_records, *, threshold: float = 0.05, alpha: float = 0.05,
+            err_growth: float = 10.0, err_floor: float = 1e-9,
+            base_label: str = "base", new_label: str = "new") -> Comparison:
+    """Cell-by-cell comparison of two lists of records (or dicts with the same fields)."""
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be >= 0 (a fraction, 0.05 = 5%), got {threshold}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    base = {_key(r): r for r in base_records}
+    new = {_key(r): r for r in new_records}
+    out = Comparison(threshold=threshold, alpha=alpha, base_label=base_label, new_label=new_label)
+    out.only_base = sorted(set(base) - set(new))
+    out.only_new = sorted(set(new) - set(base))
+    timed = []
+    for key in sorted(set(base) & set(new)):
+        b, n = base[key], new[key]
+        if _get(b, "status") == "skipped" and _get(n, "status") == "skipped":
+            continue
+        cell = CellComparison(key, b, n)
+        cell.correctness, cell.note = correctness_change(b, n, err_growth=err_growth, err_floor=err_floor)
+        bs, ns = _get(b, "samples_ms") or [], _get(n, "samples_ms") or []
+        if bs and ns and not _failing(n) and not _failing(b):
+            cell.ratio = _median(ns) / _median(bs)
+            cell.p = mann_whitney_p(bs, ns)
+            cell.ci_lo, cell.ci_hi = ratio_ci(bs, ns)
+            timed.append(cell)
+        elif bool(bs) != bool(ns):
+            cell.note = (cell.note + "; " if cell.note else "") + \
+                f"timed only in {base_label if bs else new_label}"
+        out.cells.append(cell)
+    hi = 1.0 + threshold
+    for cell, q in zip(timed, benjamini_hochberg([c.p for c in timed])):
+        cell.q = q
+        if q < alpha and cell.ratio > hi:
+            cell.verdict = "SLOWER"
+        elif q < alpha and cell.ratio < 1.0 / hi:
+            cell.verdict = "FASTER"
+        elif cell.ci_lo >= 1.0 / hi and cell.ci_hi <= hi:
+            cell.verdict = "SAME"
+        else:
+            cell.verdict = "UNSURE"
+    return out
+
+
+def compare_paths(base_path, new_path, **kw) -> Comparison:
+    return compare(load_records(base_path), load_records(new_path),
+                   base_label=str(base_path), new_label=str(new_path), **kw)
+
+
+# ------------------------------------------------------------------------------ rendering
+_ORDER = {"SLOWER": 0, "UNSURE": 2, "FASTER": 3, "SAME": 4, "UNTIMED": 5}
+
+
+def _fmt(x, spec=".3f"):
+    return "" if x is None else format(x, spec)
+
+
+def _rows(cmp: Comparison, show: str):
+    cells = sorted(cmp.cells, key=lambda c: (0 if c.regression else _ORDER[c.verdict],
+                                             -(c.ratio or 0), c.key))
+    for c in cells:
+        if show == "changed" and c.verdict in ("SAME", "UNTIMED") and not c.correctness:
+            continue
+        b_med = _median(_get(c.base, "samples_ms")) if _get(c.base, "samples_ms") else None
+        n_med = _median(_get(c.new, "samples_ms")) if _get(c.new, "samples_ms") else None
+        ci = f"[{c.ci_lo:.3f}, {c.ci_hi:.3f}]" if c.ci_lo is not None else ""
+        yield (c.verdict, c.correctness, c.key, _fmt(b_med, ".4g"), _fmt(n_med, ".4g"),
+               _fmt(c.ratio), ci, _fmt(c.q, ".2g"), c.note)
+
+
+HEADERS = ("verdict", "correctness", "cell", "base p50 ms", "new p50 ms", "new/base", "95% CI",
+           "q (BH)", "note")
+
+
+def summary_lines(cmp: Comparison) -> list[str]:
+    counts = cmp.counts()
+    gm = cmp.geomean()
+    lines = [f"{len(cmp.cells)} cells compared ({cmp.base_label} -> {cmp.new_label}); threshold "
+             f"{cmp.threshold:.0%}, FDR {cmp.alpha:g}: "
+             + ", ".join(f"{n} {v}" for v, n in counts.items() if n)]
+    if gm is not None:
+        lines.append(f"geometric mean of median ratios new/base: {gm:.3f} "
+                     f"({'slower' if gm > 1 else 'faster'} by {abs(gm - 1):.1%})")
+        backends = sorted({_get(c.new, "backend") for c in cmp.cells if c.ratio is not None})
+        if len(backends) > 1:
+            per = [f"{b} {cmp.geomean([c for c in cmp.cells if _get(c.new, 'backend') == b]):.3f}"
+                   for b in backends]
+            lines.append("  per backend: " + ", ".join(per))
+    if cmp.only_base:
+        lines.append(f"{len(cmp.only_base)} cell(s) only in {cmp.base_label}: " + ", ".join(cmp.only_base))
+    if cmp.only_new:
+        lines.append(f"{len(cmp.only_new)} cell(s) only in {cmp.new_label}: " + ", ".join(cmp.only_new))
+    regs = cmp.regressions
+    lines.append(f"FAIL: {len(regs)} regression(s): " + ", ".join(c.key for c in regs) if regs
+                 else "OK: no significant slowdown beyond the threshold, no correctness lost")
+    return lines
+
+
+def render(cmp: Comparison, fmt: str = "terminal", show: str = "all") -> str:
+    if fmt == "json":
+        return json.dumps(to_dict(cmp), indent=1) + "\n"
+    from tabulate import tabulate
+
+    rows = list(_rows(cmp, show))
+    if fmt == "markdown":
+        text = ["# convbench compare", "", *[f"- {line}" for line in summary_lines(cmp)], ""]
+        if rows:
+            text.append(tabulate(rows, headers=HEADERS, tablefmt="github"))
+        return "\n".join(text) + "\n"
+    if fmt != "terminal":
+        raise ValueError(f"format must be terminal, markdown or json, got {fmt!r}")
+    table = tabulate(rows, headers=HEADERS, tablefmt="simple") + "\n\n" if rows else ""
+    return table + "\n".join(summary_lines(cmp)) + "\n"
+
+
+def to_dict(cmp: Comparison) -> dict:
+    return {
+        "failed": cmp.failed, "threshold": cmp.threshold, "alpha": cmp.alpha,
+        "geomean_ratio": cmp.geomean(), "counts": cmp.counts(),
+        "only_base": cmp.only_base, "only_new": cmp.only_new,
+        "cells": [{"key": c.key, "verdict": c.verdict, "correctness": c.correctness,
+                   "ratio": c.ratio, "ci": [c.ci_lo, c.ci_hi] if c.ci_lo is not None else None,
+                   "p": c.p, "q": c.q, "note": c.note, "regression": c.regression}
+                  for c in cmp.cells],
+    }

@@ -1,0 +1,106 @@
+"""How to call each operator of a case: its inputs, and one call that works for three libraries.
+
+``kernels``, ``torch.nn.functional`` and ``reference`` share ``torch.nn.functional``'s names and
+argument names, so :func:`call` builds one keyword call from the case's geometry and sends it to
+whichever library a backend names.  Inputs are drawn from a seeded generator in float64; the
+runner rounds them to the cell's dtype and computes the reference from the rounded values.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from .shapes import Case
+
+#: numpy-backend conv2d algorithms -> (reference function name, extra keyword arguments)
+REFERENCE_ALGORITHMS = {
+    "direct": ("conv2d", {}),
+    "im2col": ("conv2d_im2col", {}),
+    "winograd_f2": ("conv2d_winograd", {"m": 2}),
+    "winograd_f4": ("conv2d_winograd", {"m": 4}),
+    "fft": ("conv2d_fft", {}),
+}
+#: inputs that are 4-D feature maps or filters (converted to channels_last for the nhwc layout)
+SPATIAL_INPUTS = ("input", "weight")
+EPS = 1e-5
+MOMENTUM = 0.1
+
+
+def case_seed(case: Case, base: int = 0) -> int:
+    """A stable seed per (op, shape): the same inputs on every run and machine."""
+    return (zlib.crc32(f"{case.op}:{case.shape}".encode()) + base) % (2**32)
+
+
+def make_inputs(case: Case, seed: int = 0) -> dict[str, np.ndarray | None]:
+    """float64 inputs for ``case``: N(0, 1) data, filters scaled by 1/sqrt(fan-in)."""
+    rng = np.random.default_rng(case_seed(case, seed))
+    g = case.geom
+    normal = rng.standard_normal
+    x = normal((g.n, g.c, g.h, g.w))
+    if case.op == "conv2d":
+        w = normal((g.k, g.c_per_group, g.r, g.s)) / np.sqrt(g.reduction_length)
+        return {"input": x, "weight": w, "bias": normal(g.k)}
+    if case.op == "conv_transpose2d":
+        w = normal((g.c, g.k_per_group, g.r, g.s)) / np.sqrt(g.reduction_length)
+        return {"input": x, "weight": w, "bias": normal(g.k)}
+    if case.family == "pool":
+        return {"input": x}
+    if case.op == "batch_norm":
+        return {"input": 3.0 * x + 1.0, "running_mean": normal(g.c), "running_var": rng.uniform(0.5, 2.0, g.c),
+                "weight": rng.uniform(0.5, 1.5, g.c), "bias": normal(g.c)}
+    affine = (g.c, g.h, g.w) if case.op == "layer_norm" else (g.c,)
+    return {"input": 3.0 * x + 1.0, "weight": rng.uniform(0.5, 1.5, affine), "bias": normal(affine)}
+
+
+def call(lib, case: Case, t: dict, **extra):
+    """``lib.<op>(...)`` for ``case`` with the tensors/arrays ``t`` (and e.g. ``algorithm=``)."""
+    g = case.geom
+    op = case.op
+    if op == "conv2d":
+        return lib.conv2d(t["input"], t["weight"], t["bias"], stride=g.stride, padding=g.symmetric_padding,
+                          dilation=g.dilation, groups=g.groups, **extra)
+    if op == "conv_transpose2d":
+        return lib.conv_transpose2d(t["input"], t["weight"], t["bias"], stride=g.stride, padding=g.padding,
+                                    output_padding=g.output_padding, groups=g.groups, dilation=g.dilation,
+                                    **extra)
+    if op == "max_pool2d":
+        return lib.max_pool2d(t["input"], g.kernel, stride=g.stride, padding=g.padding, dilation=g.dilation,
+                              ceil_mode=g.ceil_mode, **extra)
+    if op == "avg_pool2d":
+        if g.dilation != (1, 1):
+            raise ValueError(f"avg_pool2d has no dilation, got {g.dilation}")
+        return lib.avg_pool2d(t["input"], g.kernel, stride=g.stride, padding=g.padding, ceil_mode=g.ceil_mode,
+                              count_include_pad=case.count_include_pad, **extra)
+    if op == "adaptive_avg_pool2d":
+        return lib.adaptive_avg_pool2d(t["input"], (g.out_h, g.out_w), **extra)
+    if op == "batch_norm":
+        return lib.batch_norm(t["input"], t["running_mean"], t["running_var"], weight=t["weight"], bias=t["bias"],
+                              training=case.training, momentum=MOMENTUM, eps=EPS, **extra)
+    if op == "layer_norm":
+        return lib.layer_norm(t["input"], (g.c, g.h, g.w), weight=t["weight"], bias=t["bias"], eps=EPS, **extra)
+    if op == "instance_norm":
+        return lib.instance_norm(t["input"], weight=t["weight"], bias=t["bias"], use_input_stats=True,
+                                 momentum=MOMENTUM, eps=EPS, **extra)
+    if op == "group_norm":
+        return lib.group_norm(t["input"], g.num_groups, weight=t["weight"], bias=t["bias"], eps=EPS, **extra)
+    raise ValueError(f"unknown op {op!r}")
+
+
+def call_reference_algorithm(reference, algorithm: str, case: Case, arrays: dict):
+    """The float64 reference of one conv2d algorithm (``REFERENCE_ALGORITHMS``)."""
+    if algorithm not in REFERENCE_ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {tuple(REFERENCE_ALGORITHMS)}, got {algorithm!r}")
+    name, kwargs = REFERENCE_ALGORITHMS[algorithm]
+    fn = getattr(reference, name, None)
+    if fn is None:
+        raise NotImplementedError(f"reference.{name} does not exist yet")
+    g = case.geom
+    return fn(arrays["input"], arrays["weight"], arrays["bias"], stride=g.stride, padding=g.symmetric_padding,
+              dilation=g.dilation, groups=g.groups, **kwargs)
+
+
+def per_image(case: Case) -> bool:
+    """Whether image i of the output depends only on image i of the input."""
+    return not (case.op == "batch_norm" and case.training)

@@ -1,0 +1,349 @@
+"""Regression commands: ``convbench static``, ``compare``, ``calibrate``, and run history.
+
+* ``static``: compile every kernel spec for sm_80/sm_90 on the CPU (:mod:`suites.static`), list
+  the figures or, with ``--compare BASE.json``, flag regressions (:mod:`suites.static_compare`).
+* ``compare BASE NEW``: per-cell statistics of two runs (:mod:`reports.compare`).
+* ``calibrate``: run one selection twice (A/A) and measure how often ``compare`` cries wolf and
+  how wide each cell's run-to-run noise is, to choose ``--threshold`` from data.
+* History: ``convbench run`` appends each run to ``<out>/../history.jsonl`` (``--history FILE``
+  elsewhere, ``--no-history`` off) and ``convbench report --history FILE`` plots p50 per cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from .cli import EXIT_FAILURES, EXIT_OK, UsageError, csv_list
+
+
+def register(sub) -> None:
+    _register_static(sub)
+    _register_compare(sub)
+    _register_calibrate(sub)
+    _extend_run(sub)
+    _extend_report(sub)
+
+
+# -------------------------------------------------------------------------------- static
+def _register_static(sub) -> None:
+    p = sub.add_parser(
+        "static", help="compile every kernel for sm_80/sm_90 on the CPU; registers, spills, smem, MMA",
+        description="Compile every kernel spec (kernels.static_specs()) for the given targets without a GPU "
+                    "and report registers, spill bytes, stack, shared memory, SASS instruction count and "
+                    "tensor-core instructions. With --compare BASE.json, flag new spills, register growth, "
+                    "lost tensor cores and shared memory over the limit (exit status 1 on any flag).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--target", type=csv_list, default=["sm_80", "sm_90"], metavar="LIST",
+                   help="comma-separated targets among sm_80, sm_90")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--out", type=Path, help="write the output to FILE instead of stdout")
+    p.add_argument("--filter", metavar="SUBSTR", help="only specs whose name contains SUBSTR")
+    p.add_argument("--compare", type=Path, metavar="BASE.json", help="flag regressions against this baseline")
+    p.add_argument("--reg-threshold", type=float, default=0.10,
+                   help="flag register growth beyond this fraction (0.10 = 10%%)")
+    p.add_argument("--strict", action="store_true", help="with --compare, also fail on new or missing specs")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="compile processes (default: CPU count)")
+    p.add_argument("--no-cache", action="store_true", help="recompile even what the result cache holds")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=static_command)
+
+
+def static_command(args) -> int:
+    from . import static, static_compare
+
+    try:
+        targets = [static.target_name(static.parse_target(t)) for t in args.target]
+    except ValueError as exc:
+        raise UsageError(f"--target: {exc}") from None
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.reg_threshold < 0:
+        raise UsageError(f"--reg-threshold must be >= 0, got {args.reg_threshold}")
+    base = None
+    if args.compare is not None:
+        try:
+            base = static.load_document(str(args.compare))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--compare: {exc}") from None
+    t0, done = time.perf_counter(), [0]
+
+    def progress(r):
+        done[0] += 1
+        if not args.quiet:
+            what = f"ERROR {r.error.splitlines()[0][:100]}" if r.error else \
+                f"regs {r.registers} spill {r.spill_store_bytes}/{r.spill_load_bytes} MMA {sum(r.mma.values())}"
+            print(f"[{done[0]}] {r.name} {r.target}: {what}{' (cached)' if r.cached else ''}", file=sys.stderr)
+
+    results = static.analyse_all(targets, filter=args.filter, jobs=args.jobs, cache=not args.no_cache,
+                                 progress=progress)
+    compiled = sum(not r.cached for r in results)
+    print(f"convbench static: {len(results)} kernel/target pairs ({compiled} compiled, "
+          f"{len(results) - compiled} cached) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    if base is not None:
+        cmp = static_compare.compare_documents(base, static.to_document(results, targets),
+                                               reg_threshold=args.reg_threshold, strict=args.strict,
+                                               targets=targets, filter=args.filter)
+        text, failed = static_compare.render(cmp, args.format), cmp.failed
+    else:
+        text = static_compare.render_results(results, args.format, targets)
+        failed = any(r.error for r in results)
+    _emit(text, args.out)
+    return EXIT_FAILURES if failed else EXIT_OK
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------- compare
+def _add_stat_options(p) -> None:
+    p.add_argument("--threshold", type=float, default=0.05,
+                   help="minimum slowdown (ratio of medians - 1) to call a cell SLOWER")
+    p.add_argument("--alpha", type=float, default=0.05, help="false discovery rate across cells")
+
+
+def _register_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="compare two runs cell by cell (FASTER/SLOWER/SAME/UNSURE); exit 1 on regression",
+        description="Compare two runs (folders or results.jsonl files). Per cell: Mann-Whitney U on the raw "
+                    "samples with Benjamini-Hochberg FDR control, plus a minimum effect size (--threshold); "
+                    "correctness changes flagged. Exit status 1 when a cell is significantly slower beyond the "
+                    "threshold or lost correctness.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("base", type=Path, help="baseline run folder or results.jsonl")
+    p.add_argument("new", type=Path, help="new run folder or results.jsonl")
+    _add_stat_options(p)
+    p.add_argument("--err-growth", type=float, default=10.0, help="flag a max relative error that grew this many times")
+    p.add_argument("--format", choices=("terminal", "markdown", "json"), default="terminal")
+    p.add_argument("--show", choices=("all", "changed"), default="all",
+                   help="list every cell, or only those not SAME/untimed-and-unchanged")
+    p.add_argument("--out", type=Path, help="write the report to FILE (e.g. report.md) instead of stdout")
+    p.set_defaults(func=compare_command)
+
+
+def compare_command(args) -> int:
+    from reports import compare
+
+    _check_stat_options(args)
+    try:
+        cmp = compare.compare_paths(args.base, args.new, threshold=args.threshold, alpha=args.alpha,
+                                    err_growth=args.err_growth)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _emit(compare.render(cmp, args.format, args.show), args.out)
+    if args.out is not None:
+        print("\n".join(compare.summary_lines(cmp)), file=sys.stderr)
+    return EXIT_FAILURES if cmp.failed else EXIT_OK
+
+
+def _check_stat_options(args) -> None:
+    if not args.threshold >= 0:
+        raise UsageError(f"--threshold must be >= 0 (a fraction: 0.05 = 5%), got {args.threshold}")
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha must be in (0, 1), got {args.alpha}")
+
+
+# ----------------------------------------------------------------------------- calibrate
+def _register_calibrate(sub) -> None:
+    p = sub.add_parser(
+        "calibrate", help="run a selection twice (A/A): false-alarm rate and per-cell noise band",
+        description="Run the same cells --runs times and compare every pair of runs as if one were a change: "
+                    "any FASTER/SLOWER call is a false alarm. Reports the false-alarm rate, the per-cell "
+                    "|median ratio - 1| quantiles, and a --threshold that would have raised no alarm.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--suite", "-s", type=csv_list, default=["quick"], metavar="NAMES")
+    p.add_argument("--backends", "--backend", "-b", type=csv_list, metavar="NAMES",
+                   help="default: torch,triton on a GPU, numpy,torch on a CPU (interpreter cells are not timed)")
+    p.add_argument("--ops", type=csv_list, metavar="OPS")
+    p.add_argument("--dtypes", "-d", type=csv_list, metavar="DTYPES", help="default: fp16,fp32 on a GPU, fp32 on a CPU")
+    p.add_argument("--shapes", type=csv_list, metavar="TEXT")
+    p.add_argument("--runs", type=int, default=2, help="how many identical runs (every pair is compared)")
+    p.add_argument("--min-samples", type=int, default=10)
+    p.add_argument("--max-time", type=float, default=None, help="time budget per cell (s); default 1.0 GPU, 0.3 CPU")
+    _add_stat_options(p)
+    p.add_argument("--out", "-o", type=Path, help="keep the runs in OUT/run0, OUT/run1, ... and write OUT/calibration.md")
+    p.set_defaults(func=calibrate_command)
+
+
+def run_selection(out_dir, *, suites=("quick",), backends=None, ops=None, dtypes=None, shapes=None,
+                  min_samples=10, max_time=None, progress=False):
+    """One run of a selection through the runner (no report, no peaks) into ``out_dir``."""
+    from . import backends as B
+    from .catalog import SUITE_NAMES, get_suite
+    from .cells import build_cells
+    from .records import ResultStore
+    from .runner import RunOptions, run
+    from .stats import StopRule
+
+    on_gpu = B.cuda_available()
+    names = list(backends or (("torch", "triton") if on_gpu else ("numpy", "torch")))
+    for s in suites:
+        if s not in SUITE_NAMES:
+            raise ValueError(f"unknown suite {s!r}; choose from {', '.join(SUITE_NAMES)}")
+    B.configure_interpreter(names)
+    made = {n: B.make_backend(n) for n in names}
+    cells = build_cells([get_suite(s) for s in suites], list(made.values()), ops=ops,
+                        dtypes=dtypes or (["fp16", "fp32"] if on_gpu else ["fp32"]), shapes=shapes)
+    if not cells:
+        raise ValueError("the selection contains no cells")
+    rule = StopRule(min_samples=min_samples, max_time_s=max_time or (1.0 if on_gpu else 0.3))
+    options = RunOptions(rule=rule, measure_peaks=False, progress=progress)
+    return run(cells, made, ResultStore(out_dir), options=options)
+
+
+def calibration(runs: list, *, threshold: float = 0.05, alpha: float = 0.05) -> dict:
+    """False alarms and noise of every pair of identical runs (lists of records)."""
+    from reports.compare import compare
+
+    pairs, alarms, timed, logs = [], 0, 0, {}
+    for i in range(len(runs)):
+        for j in range(i + 1, len(runs)):
+            cmp = compare(runs[i], runs[j], threshold=threshold, alpha=alpha)
+            cells = [c for c in cmp.cells if c.ratio is not None]
+            bad = [c.key for c in cells if c.verdict in ("SLOWER", "FASTER")]
+            alarms, timed = alarms + len(bad), timed + len(cells)
+            for c in cells:
+                logs.setdefault(c.key, []).append(abs(math.log(c.ratio)))
+            pairs.append({"pair": (i, j), "timed": len(cells), "false_alarms": bad,
+                          "exit_status": int(cmp.failed), "counts": cmp.counts()})
+    all_logs = sorted(x for v in logs.values() for x in v)
+
+    def pct(q):
+        return math.expm1(all_logs[min(len(all_logs) - 1, int(q * len(all_logs)))]) if all_logs else None
+
+    band = {f"p{int(q * 100)}": pct(q) for q in (0.5, 0.9, 0.95, 0.99)}
+    band["max"] = math.expm1(all_logs[-1]) if all_logs else None
+    # smallest whole percent above the worst A/A pair (every cell passes), at least 1%
+    suggested = max(0.01, math.ceil(100 * band["max"] + 1e-9) / 100) if all_logs else None
+    return {"pairs": pairs, "timed_cells": timed, "false_alarms": alarms,
+            "false_alarm_rate": alarms / timed if timed else None, "noise_band": band,
+            "per_cell_max": {k: math.expm1(max(v)) for k, v in sorted(logs.items())},
+            "suggested_threshold": suggested, "threshold": threshold, "alpha": alpha}
+
+
+def render_calibration(cal: dict) -> str:
+    from tabulate import tabulate
+
+    def pc(x):
+        return "n/a" if x is None else f"{100 * x:.2f}%"
+
+    lines = ["# convbench calibrate (A/A)", ""]
+    rate = cal["false_alarm_rate"]
+    lines.append(f"- {len(cal['pairs'])} pair(s) of identical runs, {cal['timed_cells']} timed cell comparisons; "
+                 f"false alarms at threshold {pc(cal['threshold'])}, FDR {cal['alpha']:g}: "
+                 f"{cal['false_alarms']} ({pc(rate)})")
+    for p in cal["pairs"]:
+        lines.append(f"- runs {p['pair'][0]} vs {p['pair'][1]}: compare exit status {p['exit_status']}; "
+                     + ", ".join(f"{n} {v}" for v, n in p["counts"].items() if n)
+                     + (f"; false alarms: {', '.join(p['false_alarms'])}" if p["false_alarms"] else ""))
+    band = cal["noise_band"]
+    lines.append("- noise band |median ratio - 1| over cells: "
+                 + ", ".join(f"{k} {pc(v)}" for k, v in band.items()))
+    lines.append(f"- suggested --threshold: {pc(cal['suggested_threshold'])} "
+                 "(the worst A/A cell, rounded up to a whole percent)")
+    rows = sorted(cal["per_cell_max"].items(), key=lambda kv: -kv[1])
+    if rows:
+        lines += ["", tabulate([(k, pc(v)) for k, v in rows], headers=("cell", "max |ratio - 1|"),
+                               tablefmt="github")]
+    return "\n".join(lines) + "\n"
+
+
+def calibrate_command(args) -> int:
+    import tempfile
+
+    _check_stat_options(args)
+    if args.runs < 2:
+        raise UsageError(f"--runs must be >= 2 (an A/A comparison needs two runs), got {args.runs}")
+    root = args.out or Path(tempfile.mkdtemp(prefix="convbench-calibrate-"))
+    records = []
+    for i in range(args.runs):
+        print(f"convbench calibrate: run {i + 1}/{args.runs} -> {root / f'run{i}'}", file=sys.stderr)
+        try:
+            res = run_selection(root / f"run{i}", suites=args.suite, backends=args.backends, ops=args.ops,
+                                dtypes=args.dtypes, shapes=args.shapes, min_samples=args.min_samples,
+                                max_time=args.max_time, progress=sys.stderr.isatty())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        records.append(res.records)
+    text = render_calibration(calibration(records, threshold=args.threshold, alpha=args.alpha))
+    sys.stdout.write(text)
+    if args.out is not None:
+        (root / "calibration.md").write_text(text)
+        print(f"wrote {root / 'calibration.md'}", file=sys.stderr)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------- history
+def _extend_run(sub) -> None:
+    """``convbench run`` appends its run to a history file when it finishes."""
+    p = sub.choices.get("run")
+    if p is None:
+        return
+    p.add_argument("--history", type=Path, metavar="FILE",
+                   help="append this run to FILE (default: history.jsonl next to the run folder)")
+    p.add_argument("--no-history", action="store_true", help="do not append this run to a history file")
+    inner = p.get_default("func")
+
+    def run_with_history(args):
+        if args.out is None:  # fix the folder now, so the history line can name it
+            from .cmd_run import default_out_dir
+            from .env import device_slug, gpu_info
+
+            args.out = default_out_dir(device_slug(gpu_info()))
+        status = inner(args)
+        if not args.no_history and (Path(args.out) / "results.jsonl").exists():
+            from reports import history
+
+            target = args.history or Path(args.out).parent / "history.jsonl"
+            try:
+                history.append(target, args.out)
+                print(f"appended the run to {target}", file=sys.stderr)
+            except (OSError, ValueError) as exc:
+                print(f"could not append the run to {target}: {exc}", file=sys.stderr)
+        return status
+
+    p.set_defaults(func=run_with_history)
+
+
+def _extend_report(sub) -> None:
+    """``convbench report --history FILE [--plot PNG] [--filter SUBSTR]``: p50 per cell over runs."""
+    p = sub.choices.get("report")
+    if p is None:
+        return
+    for action in p._actions:  # the run folder becomes optional when --history is given
+        if action.dest == "dir" and not action.option_strings:
+            action.nargs, action.default = "?", None
+    p.add_argument("--history", type=Path, metavar="FILE", help="plot p50 per cell over the runs in FILE")
+    p.add_argument("--plot", type=Path, metavar="PNG", help="with --history: the plot file (default FILE.png)")
+    p.add_argument("--filter", metavar="SUBSTR", help="with --history: only cells whose key contains SUBSTR")
+    inner = p.get_default("func")
+
+    def report_with_history(args):
+        if args.history is None:
+            if args.dir is None:
+                raise UsageError("give a run folder (DIR) or --history FILE")
+            return inner(args)
+        status = inner(args) if args.dir is not None else EXIT_OK
+        from reports import history
+
+        out = args.plot or args.history.with_suffix(".png")
+        try:
+            history.plot(args.history, out, filter=args.filter)
+            text = history.text_summary(args.history, args.filter)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not getattr(args, "quiet", False):
+            print(text)
+        print(f"wrote {out}")
+        return status
+
+    p.set_defaults(func=report_with_history)

@@ -1,0 +1,102 @@
+"""Report tables, Markdown/HTML rendering and plots from synthetic records with known answers."""
+
+import pytest
+
+from reports.build import write_report
+from reports.markdown import table_markdown, table_text
+from reports.tables import accuracy_table, algorithm_table, cell_text, speedup_tables, timing_tables
+from suites.metrics import fill_speedups, fill_throughput
+from suites.peaks import Peaks
+from suites.records import Record, ResultStore
+
+CONV = {"type": "ConvGeometry", "n": 1, "c": 16, "h": 8, "w": 8, "k": 16, "r": 3, "s": 3, "stride": [1, 1],
+        "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}
+
+
+def _rec(backend, algorithm, shape, p50, *, status="ok", err=1e-7, dtype="fp16", device="cuda"):
+    timed = p50 is not None
+    err = None if status == "skipped" else err
+    samples = [p50 * f for f in (0.98, 1.0, 1.0, 1.02, 0.99, 1.01)] if timed else []
+    return Record(suite="s", op="conv2d", algorithm=algorithm, backend=backend, shape=shape, dtype=dtype,
+                  layout="nchw", label=f"layer {shape}", geometry=CONV, device=device, status=status,
+                  max_rel_err=err, rms_rel_err=err and err / 3, tolerance=1e-3,
+                  passed=None if status == "skipped" else status == "ok", timed=timed,
+                  p50_ms=p50, samples_ms=samples, n_samples=len(samples), flops=10**9, min_bytes=10**6,
+                  message="max_rel 5e-2 > tol" if status == "fail" else "",
+                  timing_note="" if timed else "not measured: Triton interpreter (correctness only)")
+
+
+@pytest.fixture
+def records():
+    recs = [
+        _rec("torch", "vendor", "A", 1.0), _rec("triton", "direct", "A", 2.0),
+        _rec("triton", "implicit_gemm", "A", 0.5), _rec("triton", "winograd_f2", "A", 0.4, status="fail", err=5e-2),
+        _rec("torch", "vendor", "B", 1.0), _rec("triton", "direct", "B", 0.8),
+        _rec("triton", "implicit_gemm", "B", 0.9), _rec("triton", "winograd_f2", "B", None, status="skipped"),
+    ]
+    fill_speedups(recs)
+    peaks = Peaks("cuda", copy_gbps=1000.0, matmul_tflops={"fp16": 10.0})
+    for r in recs:
+        fill_throughput(r, peaks)
+    return recs
+
+
+def test_timing_table_marks_the_fastest_correct_cell(records):
+    (t,) = timing_tables(records)
+    assert t.headers == ["layer", "shape", "torch (baseline)", "triton:direct", "triton:implicit_gemm",
+                         "triton:winograd_f2"]
+    row_a, row_b = t.rows
+    assert row_a[2:] == ["1", "2", "0.5", "✗ 0.4"]  # the wrong winograd cell is shown as wrong, not best
+    assert row_b[5] == "n/a"
+    assert t.best == {(0, 4), (1, 3)}  # implicit_gemm on A, direct on B
+    assert "**0.5**" in table_markdown(t) and "0.5 *" in table_text(t)
+
+
+def test_untimed_cells_say_so():
+    r = _rec("triton-interpret", "direct", "A", None)
+    assert cell_text(r) == "✓ not timed"
+    (t,) = timing_tables([r, _rec("torch", "vendor", "A", 1.0, device="cpu")])
+    assert any("not measured" in n for n in t.notes)
+
+
+def test_speedup_and_algorithm_tables(records):
+    (t,) = speedup_tables(records)
+    a_direct = t.rows[0][t.headers.index("triton:direct")]
+    assert a_direct.startswith("0.50x [")
+    alg = algorithm_table(records)
+    rows = {row[1]: row for row in alg.rows}
+    col = {h: i for i, h in enumerate(alg.headers)}
+    assert rows["A"][col["winner"]] == "implicit_gemm" and rows["A"][col["runner-up"]] == "direct"
+    assert rows["A"][col["margin"]] == "4.00x" and rows["A"][col["torch / winner"]] == "2.00x"
+    assert rows["B"][col["winner"]] == "direct" and rows["B"][col["margin"]] == "1.12x"
+    kernels = pytest.importorskip("kernels")
+    from reference.geometry import ConvGeometry
+
+    import torch
+
+    auto = kernels.choose_algorithm(ConvGeometry(1, 16, 8, 8, 16, 3, 3, (1, 1), (1, 1, 1, 1)), torch.float16)
+    assert rows["A"][col["auto picks"]] == auto
+    expected = {"implicit_gemm": "1.00x", "direct": "4.00x"}.get(auto)
+    if expected:
+        assert rows["A"][col["auto / best"]] == expected
+
+
+def test_accuracy_table_reports_worst_cell(records):
+    t = accuracy_table(records)
+    row = next(r for r in t.rows if r[2] == "winograd_f2")
+    assert row[4:6] == ["1", "0"] and row[6] == "5.00e-02" and row[9] == "50.000"
+
+
+def test_write_report_files(tmp_path, records):
+    ResultStore(tmp_path).rewrite(records)
+    env = {"gpu": "Test GPU", "gpu_sms": 1, "python": "3", "peaks": {"cuda": {"copy_gbps": 1000.0,
+                                                                              "matmul_tflops": {"fp16": 10.0}}}}
+    report = write_report(tmp_path, records, env)
+    assert sorted(report.plots) == ["roofline-cuda.png", "speedup-s-fp16-nchw.png"]
+    for name in report.plots:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = report.markdown.read_text()
+    assert "device: Test GPU" in md and "![roofline-cuda.png](roofline-cuda.png)" in md
+    assert "## Failures" in md and "max_rel 5e-2" in md
+    page = report.html.read_text()
+    assert '<td class="best">0.5</td>' in page and 'src="speedup-s-fp16-nchw.png"' in page
