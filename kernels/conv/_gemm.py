@@ -15,7 +15,9 @@ This module holds what both algorithms use: :class:`GemmConfig` and :data:`CONFI
 ``default_config`` heuristic, the grouped (``GROUP_M``) tile swizzle, the bias + store epilogue,
 and :func:`_gemm_kernel`, a GEMM whose A rows are addressed as ``(n, p*Q + q)``: im2col runs it
 on its workspace, and implicit_gemm runs it directly on the input for the 1x1 / stride-1 /
-no-padding fast path, where the input already *is* the column matrix.
+no-padding fast path, where the input already *is* the column matrix.  :class:`Launch`
+records one launch argument by argument, so the static specs are built from exactly what the
+launchers pass (with Triton's specialisation of 1s and multiples of 16).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class GemmConfig:
 CONFIGS: tuple[GemmConfig, ...] = (
     GemmConfig(128, 128, 64, 8, 3),    # large, 16-bit
     GemmConfig(128, 128, 16, 8, 4),    # large, fp32
-    GemmConfig(128, 64, 64, 4, 4),     # K/g <= 64, 16-bit
+    GemmConfig(128, 64, 64, 8, 4),     # K/g <= 64, 16-bit (4 warps spill on sm_80)
     GemmConfig(128, 64, 32, 8, 4),     # K/g <= 64, fp32
     GemmConfig(64, 128, 32, 8, 3),     # few output pixels, many channels
     GemmConfig(64, 64, 32, 4, 3),      # small problems
@@ -236,7 +238,9 @@ class Launch:
                 if value % 16 == 0:
                     divisible.append(arg_name)
         signature.update({k: "constexpr" for k in self.constexprs})
-        constexprs.update(self.constexprs, UPCAST=False)  # the interpreter workaround never reaches a GPU
+        constexprs.update(self.constexprs)
+        if "UPCAST" in constexprs:
+            constexprs["UPCAST"] = False  # the interpreter's bf16 workaround never reaches a GPU
         return StaticSpec(name=name, fn=self.fn, signature=signature, constexprs=constexprs,
                           num_warps=self.num_warps, num_stages=self.num_stages, default=default,
                           expect_tensor_cores=expect_tensor_cores, divisible_by_16=tuple(divisible))
