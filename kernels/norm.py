@@ -123,11 +123,11 @@ def plan_splits(view: RowView, cfg: NormConfig) -> tuple[int, int]:
 @triton.jit
 def _tile(pid, B, I, J, sb, si, sj, e0, INT64: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_E: tl.constexpr):
     """Row numbers, offsets and mask of the [BLOCK_B, BLOCK_E] tile starting at element e0."""
-    if INT64:
-        pid = pid.to(tl.int64)
-        e0 = e0.to(tl.int64)
     b = pid * BLOCK_B + tl.arange(0, BLOCK_B)
     e = e0 + tl.arange(0, BLOCK_E)
+    if INT64:
+        b = b.to(tl.int64)
+        e = e.to(tl.int64)
     i = e // J
     j = e - i * J
     off = b[:, None] * sb + (i * si + j * sj)[None, :]
@@ -379,6 +379,10 @@ def _check_input(input, min_rank: int, what: str) -> None:
 def _launch(x, view_of, *, weight, bias, eps, relu, config, running=None, training=True, momentum=0.0):
     """Run statistics (when ``training``), finalize and normalize over ``view_of(x)``."""
     x = _dense(x)
+    weight = weight.contiguous() if weight is not None else None
+    bias = bias.contiguous() if bias is not None else None
+    if x.numel() == 0:
+        return _common.empty_output(tuple(x.shape), x)
     view = view_of(x)
     if view is None:  # not expressible as two strided row/element dims: use a contiguous copy
         y = _common.empty_output(tuple(x.shape), x)
@@ -487,8 +491,6 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, rel
     _scalars(0.0, eps)
     weight = _param(weight, "weight", shape, input)
     bias = _param(bias, "bias", shape, input)
-    weight = weight.contiguous() if weight is not None else None
-    bias = bias.contiguous() if bias is not None else None
     lead = list(range(input.dim() - k))
     trail = list(range(input.dim() - k, input.dim()))
     return _launch(input, lambda x: _row_view(x, lead, trail, merge_rows=True, affine_b=0, affine="flat"), weight=weight, bias=bias, eps=eps,
@@ -508,32 +510,42 @@ def min_bytes(op: str, geom: NormGeometry, itemsize: int) -> int:
     return geom.min_bytes(itemsize)
 
 
+def _spec(name, fn, names, ptrs, constexprs, num_warps, default, floats=()):
+    sig = {n: ptrs.get(n, "fp32" if n in floats else "i32") for n in names.split()}
+    sig.update({k: "constexpr" for k in constexprs})
+    return StaticSpec(name, fn, sig, constexprs, num_warps, 1, default, divisible_by_16=tuple(ptrs))
+
+
 def static_specs() -> list[StaticSpec]:
-    """Every config of the statistics and normalize kernels in each dtype, and the finalize kernel."""
+    """Every config of the statistics and normalize kernels in each dtype (unit stride on the
+    elements, or on the rows for the channels_last configs), the other constexpr variants
+    (evaluation mode, 64-bit offsets) and both finalize variants."""
     specs = []
+    stats_names = "x_ptr part_ptr A B I J sa sb si sj chunk splits"
+    norm_names = "x_ptr y_ptr stats_ptr mean_ptr var_ptr w_ptr bias_ptr A B I J sa sb si sj wb wi wj eps"
     for dt in ("fp32", "fp16", "bf16"):
+        stats_ptrs = {"x_ptr": f"*{dt}", "part_ptr": "*fp32"}
+        norm_ptrs = {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "stats_ptr": "*fp32", "mean_ptr": "*fp32",
+                     "var_ptr": "*fp32", "w_ptr": "*fp32", "bias_ptr": "*fp32"}
         for cfg in CONFIGS:
-            rows_unit = cfg.block_b >= 32  # channels_last batch norm: rows have the unit stride
-            ones = ("sb",) if rows_unit else ("sj",)
-            ce = dict(INT64=False, BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, **{o: 1 for o in ones})
-            names = "x_ptr part_ptr A B I J sa sb si sj chunk splits"
-            ptrs = {"x_ptr": f"*{dt}", "part_ptr": "*fp32"}
-            sig = {n: ptrs.get(n, "i32") for n in names.split()} | {k: "constexpr" for k in ce}
-            specs.append(StaticSpec(f"norm.stats/{dt}/{cfg}", _stats_kernel, sig, ce, cfg.num_warps, 1,
-                                    default=cfg in (CONFIGS[0], CONFIGS[3]), divisible_by_16=tuple(ptrs)))
-            ce = dict(RUNNING=False, HAS_W=True, HAS_BIAS=True, RELU=True, INT64=False, BLOCK_B=cfg.block_b,
-                      BLOCK_E=cfg.block_e, **{o: 1 for o in ones})
-            names = "x_ptr y_ptr stats_ptr mean_ptr var_ptr w_ptr bias_ptr A B I J sa sb si sj wb wi wj eps"
-            ptrs = {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "stats_ptr": "*fp32", "mean_ptr": "*fp32",
-                    "var_ptr": "*fp32", "w_ptr": "*fp32", "bias_ptr": "*fp32"}
-            sig = {n: ptrs.get(n, "fp32" if n == "eps" else "i32") for n in names.split()}
-            sig |= {k: "constexpr" for k in ce}
-            specs.append(StaticSpec(f"norm.normalize/{dt}/{cfg}", _normalize_kernel, sig, ce, cfg.num_warps, 1,
-                                    default=cfg in (CONFIGS[0], CONFIGS[3]), divisible_by_16=tuple(ptrs)))
-    ce = dict(HAS_RUNNING=True, INT64=False, BLOCK_B=64)
+            unit = {"sb": 1} if cfg.block_b >= 32 else {"sj": 1}  # channels_last rows / NCHW elements
+            default = cfg in (CONFIGS[0], CONFIGS[3])
+            tile = dict(BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, **unit)
+            specs.append(_spec(f"norm.stats/{dt}/{cfg}", _stats_kernel, stats_names, stats_ptrs,
+                               dict(INT64=False, **tile), cfg.num_warps, default))
+            ce = dict(RUNNING=False, HAS_W=True, HAS_BIAS=True, RELU=True, INT64=False, **tile)
+            specs.append(_spec(f"norm.normalize/{dt}/{cfg}", _normalize_kernel, norm_names, norm_ptrs, ce,
+                               cfg.num_warps, default, floats=("eps",)))
+        cfg = CONFIGS[0]
+        tile = dict(BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, sj=1)
+        specs.append(_spec(f"norm.stats/{dt}/{cfg}-i64", _stats_kernel, stats_names, stats_ptrs,
+                           dict(INT64=True, **tile), cfg.num_warps, False))
+        ce = dict(RUNNING=True, HAS_W=False, HAS_BIAS=False, RELU=False, INT64=True, **tile)
+        specs.append(_spec(f"norm.normalize/{dt}/{cfg}-eval-i64", _normalize_kernel, norm_names, norm_ptrs, ce,
+                           cfg.num_warps, False, floats=("eps",)))
     names = "part_ptr stats_ptr x_ptr rm_ptr rv_ptr A B sa sb splits momentum"
     ptrs = {"part_ptr": "*fp32", "stats_ptr": "*fp32", "x_ptr": "*fp16", "rm_ptr": "*fp32", "rv_ptr": "*fp32"}
-    sig = {n: ptrs.get(n, "fp32" if n == "momentum" else "i32") for n in names.split()} | {k: "constexpr" for k in ce}
-    specs.append(StaticSpec("norm.finalize/fp16/B64-w2", _finalize_kernel, sig, ce, 2, 1, default=True,
-                            divisible_by_16=tuple(ptrs)))
+    for running in (True, False):
+        specs.append(_spec(f"norm.finalize/fp16/B64-w2-running{int(running)}", _finalize_kernel, names, ptrs,
+                           dict(HAS_RUNNING=running, INT64=not running, BLOCK_B=64), 2, True, floats=("momentum",)))
     return specs

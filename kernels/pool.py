@@ -339,11 +339,12 @@ def adaptive_avg_pool2d(input, output_size, *, config=None) -> torch.Tensor:
     y = _common.empty_output((n, c, oh, ow), x)
     int64 = _common.needs_int64(x, y)
     if (oh, ow) == (1, 1):
-        if x.stride(2) != w * x.stride(3):  # the plane must flatten to one stride
+        if h > 1 and w > 1 and x.stride(2) != w * x.stride(3):  # the plane must flatten to one stride
             x = x.contiguous()
+        plane_stride = x.stride(2) if w == 1 else x.stride(3)
         cfg = _config(config, GLOBAL_CONFIGS, default_global_config(h * w, c, _common.is_channels_last(x)))
         grid = (triton.cdiv(c, cfg.block_c), n)
-        _global_avg_kernel[grid](x, y, c, h * w, x.stride(0), x.stride(1), x.stride(3), y.stride(0), y.stride(1),
+        _global_avg_kernel[grid](x, y, c, h * w, x.stride(0), x.stride(1), plane_stride, y.stride(0), y.stride(1),
                                  INT64=int64, BLOCK_C=cfg.block_c, BLOCK_HW=cfg.block_hw, num_warps=cfg.num_warps)
     else:
         max_kh = max(e - s for s, e in adaptive_windows(h, oh))
@@ -439,9 +440,21 @@ def static_specs() -> list[StaticSpec]:
             ce = dict(CHANNELS_LAST=True, INT64=False, BLOCK=cfg.block)
             specs.append(_spec(f"pool.adaptive/{dt}/{cfg}", _adaptive_avg_kernel, names, ptr, ce, cfg, default,
                                ones=("sxc", "syc")))
+        # the other constexpr variants a launch can pick, on the default config
+        cfg = CONFIGS[0]
+        names = f"x_ptr y_ptr idx_ptr total C H W P Q {strides} stride_h stride_w pad_h pad_w dil_h dil_w"
+        ce = dict(KH=2, KW=2, HAS_INDICES=False, CHANNELS_LAST=True, INT64=True, BLOCK=cfg.block)
+        specs.append(_spec(f"pool.max/{dt}/{cfg}-noidx-cl-i64", _max_pool_kernel, names, ptr, ce, cfg, False,
+                           ones=("sxc", "syc")))
+        names = f"x_ptr y_ptr total C H W P Q {strides} stride_h stride_w pad_h pad_w divisor"
+        for cip, div in ((False, False), (True, True)):
+            ce = dict(KH=2, KW=2, COUNT_INCLUDE_PAD=cip, HAS_DIVISOR=div, CHANNELS_LAST=True, INT64=True,
+                      BLOCK=cfg.block)
+            specs.append(_spec(f"pool.avg/{dt}/{cfg}-cip{int(cip)}-div{int(div)}-cl-i64", _avg_pool_kernel, names,
+                               ptr, ce, cfg, False, ones=("sxc", "syc")))
         for cfg in GLOBAL_CONFIGS:
             channels_last = cfg.block_c >= 64
-            ce = dict(INT64=False, BLOCK_C=cfg.block_c, BLOCK_HW=cfg.block_hw)
+            ce = dict(INT64=cfg == GLOBAL_CONFIGS[0], BLOCK_C=cfg.block_c, BLOCK_HW=cfg.block_hw)
             specs.append(_spec(f"pool.global_avg/{dt}/{cfg}", _global_avg_kernel, "x_ptr y_ptr C HW sxn sxc sxs syn syc",
                                ptr, ce, cfg, cfg in (GLOBAL_CONFIGS[2], GLOBAL_CONFIGS[3]),
                                ones=("sxc", "syc") if channels_last else ("sxs", "syc")))

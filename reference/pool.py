@@ -76,10 +76,11 @@ def _avg_pool(x: np.ndarray, g: PoolGeometry, count_include_pad: bool, divisor_o
     hs = np.arange(g.p) * sh - ph
     ws = np.arange(g.q) * sw - pw
     total = np.zeros((g.n, g.c, g.p, g.q))
-    for rows, row_ok in _taps(hs, g.h, kh, 1):
-        plane = x[:, :, rows, :]
-        for cols, col_ok in _taps(ws, g.w, kw, 1):
-            total = total + np.where(row_ok[:, None] & col_ok[None, :], plane[:, :, :, cols], 0.0)
+    with np.errstate(invalid="ignore"):  # inf + -inf inside a window is NaN, as in PyTorch
+        for rows, row_ok in _taps(hs, g.h, kh, 1):
+            plane = x[:, :, rows, :]
+            for cols, col_ok in _taps(ws, g.w, kw, 1):
+                total = total + np.where(row_ok[:, None] & col_ok[None, :], plane[:, :, :, cols], 0.0)
     he, we = np.minimum(hs + kh, g.h + ph), np.minimum(ws + kw, g.w + pw)
     padded = (he - hs)[:, None] * (we - ws)[None, :]
     h_in = np.minimum(he, g.h) - np.maximum(hs, 0)

@@ -159,7 +159,7 @@ def test_every_window_config(config, layout, device):
 @pytest.mark.parametrize("config", kpool.GLOBAL_CONFIGS, ids=str)
 def test_every_global_average_config(config, layout, device):
     seed = _seed()
-    x = _make((2, 70, 5, 7), torch.bfloat16, device, seed, layout)  # C spans several channel blocks
+    x = _make((1, 2 * config.block_c + 3, 5, 7), torch.bfloat16, device, seed, layout)  # 3 channel blocks
     y = kernels.adaptive_avg_pool2d(x, 1, config=config)
     assert_close(y, reference.adaptive_avg_pool2d(as_ref(x), 1), tolerance(torch.bfloat16, 35),
                  f"global average {config} {layout} seed={seed}")
@@ -174,6 +174,9 @@ def test_global_average_of_a_large_plane_and_a_strided_view(device):
     assert_close(kernels.adaptive_avg_pool2d(view, 1), reference.adaptive_avg_pool2d(as_ref(view), 1),
                  tolerance(torch.float32, 20 * 11), f"strided view seed={seed}")
     assert_close(kernels.max_pool2d(view, 2), reference.max_pool2d(as_ref(view), 2), 0.0, "strided max")
+    column = x[:, :, :, :1]  # W == 1: the plane runs along H
+    assert_close(kernels.adaptive_avg_pool2d(column, 1), reference.adaptive_avg_pool2d(as_ref(column), 1),
+                 tolerance(torch.float32, 40), f"column seed={seed}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
