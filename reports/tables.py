@@ -205,6 +205,9 @@ def accuracy_table(records: list[Record]) -> Table:
                        f"{worst.max_rel_err / worst.tolerance:.3f}" if worst and worst.tolerance else ""])
     t.notes.append("tolerance = 8 x algorithm scale x (u_out + 2 u_operand + u_acc sqrt(reduction length)); "
                    "err / tol is the worst cell's ratio (must be <= 1).")
+    if any(key[1] == "triton-interpret" and key[3] == "tf32" for key in groups):
+        t.notes.append("The interpreter computes tl.dot exactly in fp32: its tf32 cells check the code path, "
+                       "not TF32 rounding (that needs a GPU run).")
     return t
 
 
@@ -258,7 +261,7 @@ def summary_table(records: list[Record]) -> Table:
 def env_lines(env: dict) -> list[str]:
     """One-line facts about where the numbers come from."""
     device = env.get("gpu") or f"CPU: {env.get('cpu')} ({env.get('cpu_count')} cores)"
-    lines = [f"device: {device}"]
+    lines = [f"device: {device}; torch CPU threads {env.get('torch_threads')}"]
     if env.get("gpu"):
         lines.append(f"SMs {env.get('gpu_sms')}, L2 {(env.get('gpu_l2_bytes') or 0) / 2**20:.0f} MiB, "
                      f"driver {env.get('driver')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}")

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from . import accuracy, metrics, ops
-from .backends import DTYPES, Backend, input_precision, torch_dtype
+from .backends import DTYPES, ITEMSIZE, Backend, input_precision, torch_dtype
 from .cells import Cell
 from .env import collect
 from .peaks import Peaks, measure_peaks
@@ -126,8 +126,9 @@ def cell_tolerance(cell: Cell) -> float:
     scale = algorithm_error_scale(cell.algorithm) if cell.op == "conv2d" else 1.0
     operand = None
     low_precision = cell.dtype in ("fp16", "bf16")
-    if low_precision and cell.op == "conv2d" and (cell.algorithm in TRANSFORM_ALGORITHMS or cell.backend == "torch"):
-        operand = tdtype  # transformed operands stored in the input dtype (cuDNN may pick such algorithms)
+    transformed = cell.algorithm in TRANSFORM_ALGORITHMS or cell.backend == "torch"  # cuDNN may pick one
+    if low_precision and cell.op == "conv2d" and transformed:
+        operand = tdtype  # transformed operands are stored in the input dtype
     accumulate = tdtype if cell.dtype == "fp64" else torch_dtype("fp32")
     return accuracy.tolerance(tdtype, cell.case.reduction_length, algorithm_scale=scale,
                               input_precision=input_precision(cell.dtype), operand_dtype=operand,
@@ -152,16 +153,11 @@ def poisoned(enabled: bool):
 
 def new_record(cell: Cell, backend: Backend) -> Record:
     case = cell.case
-    geometry = {"type": type(case.geom).__name__, **{k: getattr(case.geom, k) for k in case.geom.__dataclass_fields__}}
+    geometry = {"type": type(case.geom).__name__,
+                **{k: getattr(case.geom, k) for k in case.geom.__dataclass_fields__}}
     return Record(suite=cell.suite, op=cell.op, algorithm=cell.algorithm, backend=cell.backend, shape=cell.shape,
                   dtype=cell.dtype, layout=cell.layout, label=case.label, geometry=geometry, device=backend.device,
-                  flops=case.flops, min_bytes=case.min_bytes(_itemsize(cell.dtype)))
-
-
-def _itemsize(dtype: str) -> int:
-    from .backends import ITEMSIZE
-
-    return ITEMSIZE[dtype]
+                  flops=case.flops, min_bytes=case.min_bytes(ITEMSIZE[cell.dtype]))
 
 
 def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOptions) -> Record:
@@ -249,12 +245,14 @@ def _peaks_for(cells: Sequence[Cell], backends: dict[str, Backend]) -> dict[str,
 
 def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore | None = None, *,
         options: RunOptions | None = None, resume: bool = False, run_info: dict | None = None) -> RunResult:
-    """Run ``cells`` (skipping those already in ``store`` when ``resume``) and finalize the files."""
+    """Run ``cells`` (skipping those already in ``store`` when ``resume``) and finalize the files.
+
+    Without ``resume`` the folder's previous results are replaced.
+    """
     options = options or RunOptions()
     t0 = time.perf_counter()
-    previous = store.load() if (store is not None and resume) else []
-    wanted = {c.key for c in cells}
-    records = [r for r in previous if r.key in wanted]
+    # resuming keeps every cell already on disk (also those outside this selection)
+    records = store.load() if (store is not None and resume) else []
     done = {r.key for r in records}
     todo = [c for c in cells if c.key not in done]
     if store is not None:
@@ -263,7 +261,7 @@ def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore 
     configure_threads(options.threads)
     env = collect(device)
     env["run"] = dict(run_info or {}, cells=len(cells), resumed=len(records))
-    peaks = _peaks_for(todo or cells, backends) if options.measure_peaks else {}
+    peaks = _peaks_for(cells, backends) if options.measure_peaks else {}
     if resume and store is not None and not peaks:
         peaks = {d: Peaks.from_dict(p) for d, p in store.read_env().get("peaks", {}).items()}
     env["peaks"] = {d: p.to_dict() for d, p in peaks.items()}

@@ -183,6 +183,15 @@ def _shrink(value: int, factor: float, minimum: int = 1) -> int:
     return max(minimum, int(round(value * factor)))
 
 
+#: channel counts are not shrunk below this (or below their original value): ``tl.dot`` needs 16,
+#: so a shrunk layer keeps the algorithms of the full-size one applicable
+MIN_CHANNELS = 16
+
+
+def _channels(value: int, factor: float) -> int:
+    return _shrink(value, factor, min(value, MIN_CHANNELS))
+
+
 def _min_extent(kernel: int, dilation: int, pad_total: int) -> int:
     """Smallest input extent that still gives one output."""
     return max(1, dilation * (kernel - 1) + 1 - pad_total)
@@ -192,7 +201,8 @@ def scale_case(case: Case, factor: float, batch: int | None = None) -> Case:
     """``case`` with spatial size, channels and batch multiplied by ``factor`` (then ``batch``).
 
     Kernel sizes, strides, padding and dilation are kept; sizes never drop below what keeps the
-    output non-empty; depthwise layers stay depthwise; group counts still divide the channels.
+    output non-empty; channels never drop below :data:`MIN_CHANNELS` (nor below the original);
+    depthwise layers stay depthwise; group counts still divide the channels.
     """
     if not factor > 0:
         raise ValueError(f"scale must be positive, got {factor!r}")
@@ -206,11 +216,12 @@ def scale_case(case: Case, factor: float, batch: int | None = None) -> Case:
         h = max(_shrink(g.h, factor), _min_extent(g.r, g.dilation[0], g.padding[0] + g.padding[1]))
         w = max(_shrink(g.w, factor), _min_extent(g.s, g.dilation[1], g.padding[2] + g.padding[3]))
         if g.is_depthwise:
-            c = k = groups = _shrink(g.c, factor)
+            c = groups = _channels(g.c, factor)
+            k = c * g.k_per_group
         else:
             groups = g.groups
-            c = groups * _shrink(g.c_per_group, factor)
-            k = groups * _shrink(g.k_per_group, factor)
+            c = groups * _channels(g.c_per_group, factor)
+            k = groups * _channels(g.k_per_group, factor)
         geom = replace(g, n=n, c=c, h=h, w=w, k=k, groups=groups)
     elif isinstance(g, ConvTransposeGeometry):
         groups = g.groups
@@ -219,18 +230,18 @@ def scale_case(case: Case, factor: float, batch: int | None = None) -> Case:
             h += 1
         while transpose_out_size(w, g.s, g.stride[1], g.padding[1], g.output_padding[1], g.dilation[1]) <= 0:
             w += 1
-        geom = replace(g, n=n, c=groups * _shrink(g.c_per_group, factor), h=h, w=w,
-                       k=groups * _shrink(g.k_per_group, factor))
+        geom = replace(g, n=n, c=groups * _channels(g.c_per_group, factor), h=h, w=w,
+                       k=groups * _channels(g.k_per_group, factor))
     elif isinstance(g, PoolGeometry):
         h = max(_shrink(g.h, factor), _min_extent(g.kernel[0], g.dilation[0], 2 * g.padding[0]))
         w = max(_shrink(g.w, factor), _min_extent(g.kernel[1], g.dilation[1], 2 * g.padding[1]))
-        geom = replace(g, n=n, c=_shrink(g.c, factor), h=h, w=w)
+        geom = replace(g, n=n, c=_channels(g.c, factor), h=h, w=w)
     elif isinstance(g, AdaptivePoolGeometry):
-        geom = replace(g, n=n, c=_shrink(g.c, factor), h=max(_shrink(g.h, factor), g.out_h),
+        geom = replace(g, n=n, c=_channels(g.c, factor), h=max(_shrink(g.h, factor), g.out_h),
                        w=max(_shrink(g.w, factor), g.out_w))
     else:  # NormGeometry
         groups = g.num_groups if g.kind == "group" else 1
-        c = groups * _shrink(g.c // groups, factor)
+        c = groups * _shrink(g.c // groups, factor, min(g.c // groups, max(1, MIN_CHANNELS // groups)))
         geom = replace(g, n=n, c=c, h=_shrink(g.h, factor), w=_shrink(g.w, factor))
     return replace(case, geom=geom)
 

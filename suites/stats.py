@@ -98,9 +98,10 @@ def summarize(samples: Sequence[float]) -> Summary:
 class StopRule:
     """When to stop taking samples (nvbench's "stdrel" idea applied to the median).
 
-    Stop once at least ``min_samples`` samples and ``min_time_s`` of measured time are in and
-    the relative noise of the median is below ``target_noise``; stop anyway when ``max_time_s``
-    of wall time or ``max_samples`` samples are spent.
+    Never before ``min_samples`` samples (unless a single call is so slow that ``timeout_s``
+    passes first, and then not before 3).  After that: stop once ``min_time_s`` of measured time
+    is in and the relative noise of the median is below ``target_noise``, or when ``max_time_s``
+    of wall time is spent; stop anyway at ``max_samples`` samples.
     """
 
     min_samples: int = 10
@@ -108,6 +109,8 @@ class StopRule:
     target_noise: float = 0.01
     min_time_s: float = 0.0
     max_time_s: float = 1.0
+    #: hard limit for very slow calls (default: 10 x ``max_time_s``)
+    timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_samples < 3:
@@ -121,14 +124,19 @@ class StopRule:
 
 
 def should_stop(samples: Sequence[float], elapsed_s: float, rule: StopRule) -> tuple[bool, str]:
-    """(stop?, reason): reasons are ``"converged"``, ``"time budget"``, ``"max samples"``."""
+    """(stop?, reason): ``"converged"``, ``"time budget"``, ``"max samples"`` or ``"timeout"``."""
     n = len(samples)
     if n >= rule.max_samples:
         return True, "max samples"
-    if n >= rule.min_samples and elapsed_s >= rule.min_time_s and median_noise(samples) <= rule.target_noise:
-        return True, "converged"
-    if elapsed_s >= rule.max_time_s and n >= min(rule.min_samples, 3):
-        return True, "time budget"
+    if n >= rule.min_samples:
+        if elapsed_s >= rule.min_time_s and median_noise(samples) <= rule.target_noise:
+            return True, "converged"
+        if elapsed_s >= rule.max_time_s:
+            return True, "time budget"
+        return False, ""
+    timeout = rule.timeout_s if rule.timeout_s is not None else 10 * rule.max_time_s
+    if elapsed_s >= timeout and n >= 3:
+        return True, "timeout"
     return False, ""
 
 

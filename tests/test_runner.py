@@ -109,7 +109,8 @@ def test_interrupted_run_resumes_without_losing_cells(tmp_path, monkeypatch):
     assert sorted(r.key for r in R.read_jsonl(store.jsonl)) == sorted(c.key for c in cells)
     assert all(r.status == "ok" and r.passed for r in second.records)
     numpy_cells = [r for r in second.records if r.backend == "numpy"]
-    assert all(r.speedup is not None and r.speedup_lo <= r.speedup <= r.speedup_hi for r in numpy_cells)
+    assert numpy_cells and all(r.speedup > 0 and r.speedup_lo <= r.speedup_hi for r in numpy_cells)
+    assert all(r.baseline.endswith(f"|vendor|torch|{r.shape}|fp64|nchw") for r in numpy_cells)
 
 
 class _Unfinished(B.Backend):
@@ -205,3 +206,17 @@ def test_cpu_timing_takes_enough_samples():
     m = measure(lambda: sum(range(100)), "cpu", StopRule(min_samples=5, max_time_s=0.05))
     assert len(m.samples_ms) >= 5 and m.timer == "perf_counter" and m.stop_reason
     assert all(s > 0 for s in m.samples_ms)
+
+
+def test_broken_kernels_package_errors_cells_not_the_run(monkeypatch):
+    def broken():
+        raise ImportError("kernels/conv/fft.py: SyntaxError (simulated)")
+
+    monkeypatch.setattr(B, "_kernels", broken)
+    backend = B.TritonInterpretBackend()
+    cells = build_cells([get_suite("quick")], [backend], ops=["conv2d"], dtypes=["fp32"], layouts=["nchw"],
+                        shapes=["1x1"])
+    assert [c.algorithm for c in cells] == list(B.CONTRACT_CONV2D_ALGORITHMS)
+    result = runner.run(cells[:2], {backend.name: backend}, None, options=FAST)
+    assert [r.status for r in result.records] == ["error", "error"]
+    assert all("SyntaxError (simulated)" in r.message for r in result.records)

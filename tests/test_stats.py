@@ -72,6 +72,9 @@ def test_stopping_rule():
     noisy = list(np.random.default_rng(3).uniform(0.5, 1.5, 20))
     assert should_stop(noisy, 0.1, rule) == (False, "")  # noisy and budget left: continue
     assert should_stop(noisy, 1.5, rule) == (True, "time budget")
+    assert should_stop(noisy[:5], 5.0, rule) == (False, "")  # the budget does not cut below min_samples
+    assert should_stop(noisy[:5], 10.0, rule) == (True, "timeout")  # ... unless calls are very slow
+    assert should_stop(noisy[:2], 99.0, rule) == (False, "")  # and never below 3 samples
     assert should_stop([1.0] * 100, 0.0, rule) == (True, "max samples")
     slow_start = StopRule(min_samples=10, min_time_s=0.5, max_time_s=2.0)
     assert should_stop(quiet, 0.1, slow_start) == (False, "")  # converged but under min_time_s
