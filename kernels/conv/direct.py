@@ -177,7 +177,7 @@ def _depthwise_kernel(
     sxn, sxc, sxh, sxw,
     swk, swr, sws,
     syn, syk, syp, syq,
-    # geometry (the R x S taps are unrolled)
+    # geometry (R, S constexpr: constant-trip tap loops)
     stride_h, stride_w, pad_top, pad_left, dil_h, dil_w,
     R: tl.constexpr, S: tl.constexpr,
     # meta
@@ -193,10 +193,10 @@ def _depthwise_kernel(
 
     x_base = x_ptr + n * sxn + ((k // K_PER_G) * sxc)[None, :]
     acc = tl.zeros((BLOCK_P * BLOCK_Q, BLOCK_C), dtype=tl.float32)
-    for r in tl.static_range(R):
+    for r in range(R):
         ih = p * stride_h - pad_top + r * dil_h
         h_ok = pix_ok & (ih >= 0) & (ih < H)
-        for s in tl.static_range(S):
+        for s in range(S):
             iw = q * stride_w - pad_left + s * dil_w
             ok = h_ok & (iw >= 0) & (iw < W)
             xv = tl.load(x_base + (ih * sxh + iw * sxw)[:, None], mask=ok[:, None] & k_ok[None, :], other=0.0)

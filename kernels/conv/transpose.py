@@ -9,6 +9,9 @@ stride_w phases is a dense implicit GEMM: M = N * P/s_h * Q/s_w output pixels of
 N = K/g output channels, reduction over (C/g) x (taps of the phase).  Zero insertion would
 spend (s^2 - 1)/s^2 of its multiplies on zeros; this does none of them.
 
+The taps of a phase solve ``r*dil = ph + pad (mod stride)``: they start at a first solution
+(from gcd(dil, stride) and a modular inverse computed on the host) and repeat every
+``stride / gcd`` taps, so the kernel loops over exactly those taps with no per-tap branch.
 One launch covers every phase (grid axis 2), group and channel block (axis 1) and pixel tile
 (axis 0).  With C/g >= 16 and K/g >= 16 the reduction runs on ``tl.dot`` (tensor cores for
 fp16/bf16; fp32 with ``input_precision`` "ieee" or "tf32"); otherwise an fp32 FMA outer product
@@ -25,6 +28,7 @@ of a strided filter bank.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -63,8 +67,9 @@ DOT_CONFIGS: tuple[PhaseConfig, ...] = (
     PhaseConfig(8, 8, 128, 16, True, 4, 3),
     PhaseConfig(4, 8, 32, 16, True, 4, 2),
 )
+#: (8, 8, 16) would be the natural small tile, but ptxas spills 8 bytes of it on sm_90
 FMA_CONFIGS: tuple[PhaseConfig, ...] = (
-    PhaseConfig(8, 8, 16, 1, False, 4, 1),
+    PhaseConfig(16, 8, 16, 1, False, 4, 1),
     PhaseConfig(8, 16, 32, 1, False, 4, 1),
 )
 CONFIGS = DOT_CONFIGS + FMA_CONFIGS
@@ -94,6 +99,15 @@ def default_config(geom: ConvTransposeGeometry, dtype: torch.dtype = torch.float
 
 
 @triton.jit
+def _first_tap(t, tap_gcd, step, inv, R):
+    """The first tap r with r*dil = t (mod stride), or R when there is none (then the phase
+    owns no tap of this axis).  Host-computed: tap_gcd = gcd(dil, stride), step = stride/tap_gcd,
+    inv = (dil/tap_gcd)^-1 mod step."""
+    first = ((t // tap_gcd) * inv) % step
+    return tl.where(t % tap_gcd == 0, first, R)
+
+
+@triton.jit
 def _phase_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
     # sizes
@@ -102,8 +116,9 @@ def _phase_kernel(
     sxn, sxc, sxh, sxw,
     swc, swk, swr, sws,
     syn, syk, syp, syq,
-    # geometry
+    # geometry, and the tap arithmetic of each axis (see _first_tap)
     R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    gcd_h, step_h, inv_h, gcd_w, step_w, inv_w,
     # meta
     HAS_BIAS: tl.constexpr, INT64: tl.constexpr, USE_DOT: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     DOT_UPCAST: tl.constexpr,
@@ -126,36 +141,32 @@ def _phase_kernel(
     x_base = x_ptr + n * sxn + g * C_PER_G * sxc
     w_base = w_ptr + g * C_PER_G * swc
     acc = tl.zeros((BLOCK_P * BLOCK_Q, BLOCK_N), dtype=tl.float32)
-    for r in range(R):
-        # kept non-negative so that % and // mean the same on every backend
-        num_h = ph + pad_h - r * dil_h + stride_h * dil_h * R
-        if num_h % stride_h == 0:
-            ih = i + (num_h // stride_h - dil_h * R)
-            h_ok = pix_ok & (ih >= 0) & (ih < H)
-            for s in range(S):
-                num_w = pw + pad_w - s * dil_w + stride_w * dil_w * S
-                if num_w % stride_w == 0:
-                    iw = j + (num_w // stride_w - dil_w * S)
-                    ok = h_ok & (iw >= 0) & (iw < W)
-                    # offsets (not pointers) stay live across the channel loop: fewer registers
-                    x_off = ih * sxh + iw * sxw
-                    w_off = kg * swk + r * swr + s * sws
-                    if USE_DOT:
-                        for c0 in range(0, C_PER_G, BLOCK_K):
-                            c = c0 + tl.arange(0, BLOCK_K)
-                            c_ok = c < C_PER_G
-                            a = tl.load(x_base + (x_off[:, None] + (c * sxc)[None, :]),
-                                        mask=ok[:, None] & c_ok[None, :], other=0.0)
-                            b = tl.load(w_base + (w_off[None, :] + (c * swc)[:, None]),
-                                        mask=c_ok[:, None] & k_ok[None, :], other=0.0)
-                            if DOT_UPCAST:  # interpreter only: see _launch_args
-                                a, b = a.to(tl.float32), b.to(tl.float32)
-                            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
-                    else:
-                        for c in range(C_PER_G):
-                            xv = tl.load(x_base + (x_off + c * sxc), mask=ok, other=0.0).to(tl.float32)
-                            wv = tl.load(w_base + (w_off + c * swc), mask=k_ok, other=0.0).to(tl.float32)
-                            acc += xv[:, None] * wv[None, :]
+    # only the taps of this phase: solutions of r*dil = ph + pad (mod stride), `step` apart
+    for r in range(_first_tap(ph + pad_h, gcd_h, step_h, inv_h, R), R, step_h):
+        ih = i + (ph + pad_h - r * dil_h) // stride_h  # exact division
+        h_ok = pix_ok & (ih >= 0) & (ih < H)
+        for s in range(_first_tap(pw + pad_w, gcd_w, step_w, inv_w, S), S, step_w):
+            iw = j + (pw + pad_w - s * dil_w) // stride_w
+            ok = h_ok & (iw >= 0) & (iw < W)
+            # offsets (not pointers) stay live across the channel loop: fewer registers
+            x_off = ih * sxh + iw * sxw
+            w_off = kg * swk + r * swr + s * sws
+            if USE_DOT:
+                for c0 in range(0, C_PER_G, BLOCK_K):
+                    c = c0 + tl.arange(0, BLOCK_K)
+                    c_ok = c < C_PER_G
+                    a = tl.load(x_base + (x_off[:, None] + (c * sxc)[None, :]),
+                                mask=ok[:, None] & c_ok[None, :], other=0.0)
+                    b = tl.load(w_base + (w_off[None, :] + (c * swc)[:, None]),
+                                mask=c_ok[:, None] & k_ok[None, :], other=0.0)
+                    if DOT_UPCAST:  # interpreter only: see _launch_args
+                        a, b = a.to(tl.float32), b.to(tl.float32)
+                    acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+            else:
+                for c in range(C_PER_G):
+                    xv = tl.load(x_base + (x_off + c * sxc), mask=ok, other=0.0).to(tl.float32)
+                    wv = tl.load(w_base + (w_off + c * swc), mask=k_ok, other=0.0).to(tl.float32)
+                    acc += xv[:, None] * wv[None, :]
 
     k = g * K_PER_G + kg
     if HAS_BIAS:
@@ -186,12 +197,20 @@ def _check(x, weight, bias, geom: ConvTransposeGeometry, input_precision: str) -
     _common.check_input_precision(input_precision)
 
 
+def _tap_arithmetic(stride: int, dil: int) -> tuple[int, int, int]:
+    """(gcd, step, inverse) for solving r*dil = t (mod stride): see ``_first_tap``."""
+    g = math.gcd(stride, dil)
+    step = stride // g
+    return g, step, (pow(dil // g, -1, step) if step > 1 else 0)
+
+
 def _launch_args(x, weight, bias, y, geom: ConvTransposeGeometry, config: PhaseConfig,
                  input_precision: str, int64: bool):
     (sh, sw), (dh, dw), (pad_h, pad_w) = geom.stride, geom.dilation, geom.padding
     b = bias if bias is not None else y  # never read when HAS_BIAS is False
     args = (x, weight, b, y, geom.h, geom.w, geom.c_per_group, geom.k_per_group, geom.p, geom.q,
-            *x.stride(), *weight.stride(), *y.stride(), geom.r, geom.s, sh, sw, pad_h, pad_w, dh, dw)
+            *x.stride(), *weight.stride(), *y.stride(), geom.r, geom.s, sh, sw, pad_h, pad_w, dh, dw,
+            *_tap_arithmetic(sh, dh), *_tap_arithmetic(sw, dw))
     # The Triton 3.6 interpreter multiplies the raw uint16 bits of bf16 operands in tl.dot;
     # there (only) bf16 tiles are widened to fp32 first, which is exact (bf16 x bf16 products
     # fit in fp32), so the result matches a bf16 tensor-core dot with fp32 accumulation.
