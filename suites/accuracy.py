@@ -30,6 +30,9 @@ UNIT_ROUNDOFF = {
     torch.float16: 2.0**-11,
     torch.bfloat16: 2.0**-8,
     "tf32": 2.0**-11,
+    # 3xTF32 (tl.dot input_precision="tf32x3"): an fp32 operand as two TF32 parts, three
+    # tensor-core products; the dropped low x low product and the low part's rounding ~ 2^-22
+    "tf32x3": 2.0**-22,
 }
 SAFETY = 8.0
 

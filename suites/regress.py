@@ -42,6 +42,8 @@ def _register_static(sub) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--out", type=Path, help="write the output to FILE instead of stdout")
     p.add_argument("--filter", metavar="SUBSTR", help="only specs whose name contains SUBSTR")
+    p.add_argument("--specs", metavar="MODULE:FUNCTION", default="kernels:static_specs",
+                   help="where the StaticSpec list comes from (your own kernels, or test kernels)")
     p.add_argument("--compare", type=Path, metavar="BASE.json", help="flag regressions against this baseline")
     p.add_argument("--reg-threshold", type=float, default=0.10,
                    help="flag register growth beyond this fraction (0.10 = 10%%)")
@@ -69,6 +71,7 @@ def static_command(args) -> int:
             base = static.load_document(str(args.compare))
         except (OSError, ValueError) as exc:
             raise UsageError(f"--compare: {exc}") from None
+    specs = _load_specs(args.specs)
     t0, done = time.perf_counter(), [0]
 
     def progress(r):
@@ -78,8 +81,8 @@ def static_command(args) -> int:
                 f"regs {r.registers} spill {r.spill_store_bytes}/{r.spill_load_bytes} MMA {sum(r.mma.values())}"
             print(f"[{done[0]}] {r.name} {r.target}: {what}{' (cached)' if r.cached else ''}", file=sys.stderr)
 
-    results = static.analyse_all(targets, filter=args.filter, jobs=args.jobs, cache=not args.no_cache,
-                                 progress=progress)
+    results = static.analyse_all(targets, specs, filter=args.filter, jobs=args.jobs,
+                                 cache=not args.no_cache, progress=progress)
     compiled = sum(not r.cached for r in results)
     print(f"convbench static: {len(results)} kernel/target pairs ({compiled} compiled, "
           f"{len(results) - compiled} cached) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -93,6 +96,19 @@ def static_command(args) -> int:
         failed = any(r.error for r in results)
     _emit(text, args.out)
     return EXIT_FAILURES if failed else EXIT_OK
+
+
+def _load_specs(where: str) -> list:
+    import importlib
+
+    module, sep, func = where.partition(":")
+    if not module or not sep or not func:
+        raise UsageError(f"--specs must be MODULE:FUNCTION, got {where!r}")
+    try:
+        specs = list(getattr(importlib.import_module(module), func)())
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--specs {where}: {exc}") from None
+    return specs
 
 
 def _emit(text: str, out: Path | None) -> None:
@@ -164,9 +180,13 @@ def _register_calibrate(sub) -> None:
     p.add_argument("--backends", "--backend", "-b", type=csv_list, metavar="NAMES",
                    help="default: torch,triton on a GPU, numpy,torch on a CPU (interpreter cells are not timed)")
     p.add_argument("--ops", type=csv_list, metavar="OPS")
-    p.add_argument("--dtypes", "-d", type=csv_list, metavar="DTYPES", help="default: fp16,fp32 on a GPU, fp32 on a CPU")
+    p.add_argument("--dtypes", "-d", type=csv_list, metavar="DTYPES",
+                   help="default: fp32,tf32,fp16,bf16 on a GPU, fp32,fp64 on a CPU (numpy runs fp64 only)")
     p.add_argument("--shapes", type=csv_list, metavar="TEXT")
     p.add_argument("--runs", type=int, default=2, help="how many identical runs (every pair is compared)")
+    p.add_argument("--interleave", action="store_true",
+                   help="alternate the runs cell by cell (measurement noise only) instead of one run after "
+                        "the other (which includes the machine's drift between runs, as real comparisons do)")
     p.add_argument("--min-samples", type=int, default=10)
     p.add_argument("--max-time", type=float, default=None, help="time budget per cell (s); default 1.0 GPU, 0.3 CPU")
     _add_stat_options(p)
@@ -174,14 +194,14 @@ def _register_calibrate(sub) -> None:
     p.set_defaults(func=calibrate_command)
 
 
-def run_selection(out_dir, *, suites=("quick",), backends=None, ops=None, dtypes=None, shapes=None,
-                  min_samples=10, max_time=None, progress=False):
-    """One run of a selection through the runner (no report, no peaks) into ``out_dir``."""
+def select_cells(*, suites=("quick",), backends=None, ops=None, dtypes=None, shapes=None,
+                 min_samples=10, max_time=None, progress=False):
+    """(cells, backends by name, run options) of a selection; backends default to the timed
+    pair of this machine (torch,triton on a GPU, numpy,torch on a CPU)."""
     from . import backends as B
     from .catalog import SUITE_NAMES, get_suite
     from .cells import build_cells
-    from .records import ResultStore
-    from .runner import RunOptions, run
+    from .runner import RunOptions
     from .stats import StopRule
 
     on_gpu = B.cuda_available()
@@ -192,12 +212,40 @@ def run_selection(out_dir, *, suites=("quick",), backends=None, ops=None, dtypes
     B.configure_interpreter(names)
     made = {n: B.make_backend(n) for n in names}
     cells = build_cells([get_suite(s) for s in suites], list(made.values()), ops=ops,
-                        dtypes=dtypes or (["fp16", "fp32"] if on_gpu else ["fp32"]), shapes=shapes)
+                        dtypes=dtypes or list(B.default_dtypes()), shapes=shapes)
     if not cells:
         raise ValueError("the selection contains no cells")
     rule = StopRule(min_samples=min_samples, max_time_s=max_time or (1.0 if on_gpu else 0.3))
-    options = RunOptions(rule=rule, measure_peaks=False, progress=progress)
-    return run(cells, made, ResultStore(out_dir), options=options)
+    return cells, made, RunOptions(rule=rule, measure_peaks=False, progress=progress)
+
+
+def run_aa(out_dirs, *, interleave: bool = False, **selection) -> list:
+    """Run one selection once per folder in ``out_dirs``; returns each run's records.
+
+    Sequential (default): whole runs one after the other through :func:`suites.runner.run`, as a
+    baseline and a later run would be; the drift between runs is part of the noise measured.
+    ``interleave``: cell by cell, the runs alternating (ABBA...), which leaves out slow drift of
+    the machine and measures the noise of the measurement itself."""
+    from . import metrics
+    from .records import ResultStore
+    from .runner import InputCache, configure_threads, run, run_cell
+
+    cells, backends, options = select_cells(**selection)
+    if not interleave:
+        return [run(cells, backends, ResultStore(d), options=options).records for d in out_dirs]
+    configure_threads(options.threads)
+    cache = InputCache(options.seed, options.check_max_flops)
+    runs: list = [[] for _ in out_dirs]
+    for j, cell in enumerate(cells):
+        order = range(len(runs)) if j % 2 == 0 else reversed(range(len(runs)))
+        for k in order:
+            runs[k].append(run_cell(cell, backends[cell.backend], cache, options))
+    for d, records in zip(out_dirs, runs):
+        metrics.finalize(records, {}, seed=options.seed)
+        store = ResultStore(d)
+        store.start([])
+        store.rewrite(records)
+    return runs
 
 
 def calibration(runs: list, *, threshold: float = 0.05, alpha: float = 0.05) -> dict:
@@ -264,16 +312,15 @@ def calibrate_command(args) -> int:
     if args.runs < 2:
         raise UsageError(f"--runs must be >= 2 (an A/A comparison needs two runs), got {args.runs}")
     root = args.out or Path(tempfile.mkdtemp(prefix="convbench-calibrate-"))
-    records = []
-    for i in range(args.runs):
-        print(f"convbench calibrate: run {i + 1}/{args.runs} -> {root / f'run{i}'}", file=sys.stderr)
-        try:
-            res = run_selection(root / f"run{i}", suites=args.suite, backends=args.backends, ops=args.ops,
-                                dtypes=args.dtypes, shapes=args.shapes, min_samples=args.min_samples,
-                                max_time=args.max_time, progress=sys.stderr.isatty())
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        records.append(res.records)
+    dirs = [root / f"run{i}" for i in range(args.runs)]
+    print(f"convbench calibrate: {args.runs} {'interleaved' if args.interleave else 'sequential'} runs "
+          f"-> {root}/run*", file=sys.stderr)
+    try:
+        records = run_aa(dirs, interleave=args.interleave, suites=args.suite, backends=args.backends,
+                         ops=args.ops, dtypes=args.dtypes, shapes=args.shapes, min_samples=args.min_samples,
+                         max_time=args.max_time, progress=sys.stderr.isatty())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     text = render_calibration(calibration(records, threshold=args.threshold, alpha=args.alpha))
     sys.stdout.write(text)
     if args.out is not None:

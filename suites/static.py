@@ -10,32 +10,26 @@ gate (:mod:`suites.static_compare`).
 
 API: :func:`analyse` (one spec, one target) and :func:`analyse_all` (many), both used by the
 ``convbench static`` CLI and by the kernel tests.  Compiles run in worker subprocesses with
-``TRITON_INTERPRET`` unset (under the interpreter ``@triton.jit`` gives objects that cannot be
-compiled); workers import the kernel's module themselves.  Results are
-cached on disk under a key of the spec, the Triton and ptxas versions and a digest of the
-kernel package's source, so the CLI and the tests share one compile.
+``TRITON_INTERPRET`` unset (:mod:`suites.static_worker`).  Results are cached on disk under a
+key of what the compile sees (kernel, signature, constexprs, warps, stages, target), the Triton
+and ptxas versions and a digest of the kernel's module and the first-party modules it imports,
+so the CLI and the tests share one compile and an edit recompiles only what it can affect; specs that compile identically under different names are compiled once.
 """
 
 from __future__ import annotations
 
-import base64
+import ast
 import contextlib
 import dataclasses
 import functools
 import hashlib
-import importlib
 import json
 import os
-import pickle
-import subprocess
 import sys
-import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from . import sass
+from . import sass, static_worker
 
 #: bump when the meaning of a recorded field changes (invalidates the cache)
 SCHEMA = 1
@@ -83,6 +77,8 @@ class StaticResult:
     error: str | None = None
     compile_seconds: float = field(default=0.0, compare=False)
     cached: bool = field(default=False, compare=False)
+    #: the kernel's machine code until it is disassembled (not part of the record)
+    sass_text: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def cc(self) -> int:
@@ -113,171 +109,14 @@ class StaticResult:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d.pop("compile_seconds")
-        d.pop("cached")
+        for transient in ("compile_seconds", "cached", "sass_text"):
+            d.pop(transient)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "StaticResult":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-# ----------------------------------------------------------------------------- compile one
-def _raw_fn(fn):
-    """The Python function behind a JITFunction or an interpreter InterpretedFunction."""
-    return getattr(fn, "fn", fn)
-
-
-def _divisibility_attrs(spec) -> dict:
-    """Triton's "multiple of 16" specialization of the arguments a real launch would get it for
-    (aligned pointers, sizes divisible by 16): without it loads are not vectorized."""
-    names = spec.fn.arg_names
-    attrs = {}
-    for arg in getattr(spec, "divisible_by_16", ()) or ():
-        if arg not in names:
-            raise ValueError(f"{spec.name}: divisible_by_16 names {arg!r}, not an argument of "
-                             f"{spec.fn.__name__}")
-        attrs[(names.index(arg),)] = [["tt.divisibility", 16]]
-    return attrs
-
-
-def _compile(spec, cc: int) -> StaticResult:
-    """Compile ``spec`` for ``cc`` in this process (needs a real JITFunction) and read the cubin."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from triton.runtime.jit import JITFunction
-
-    result = StaticResult(name=spec.name, target=target_name(cc), num_warps=spec.num_warps,
-                          num_stages=spec.num_stages, default=spec.default,
-                          expect_tensor_cores=spec.expect_tensor_cores,
-                          triton_version=triton.__version__, ptxas_version=sass.ptxas_version())
-    start = time.perf_counter()
-    try:
-        if not isinstance(spec.fn, JITFunction):
-            raise TypeError(f"{spec.name}: fn is {type(spec.fn).__name__}, not a @triton.jit "
-                            "function (was kernels imported with TRITON_INTERPRET=1?)")
-        src = ASTSource(fn=spec.fn, signature=dict(spec.signature), constexprs=dict(spec.constexprs),
-                        attrs=_divisibility_attrs(spec))
-        compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32),
-                                  options={"num_warps": spec.num_warps, "num_stages": spec.num_stages})
-        summary = sass.disassemble(compiled.asm["cubin"], compiled.metadata.name)
-    except Exception as exc:  # recorded, reported and flagged, never swallowed silently
-        result.error = f"{type(exc).__name__}: {str(exc).strip()[:2000]}"
-        result.compile_seconds = time.perf_counter() - start
-        return result
-    result.compile_seconds = time.perf_counter() - start
-    result.registers = summary.registers
-    result.stack_bytes = summary.stack_bytes
-    result.spill_store_bytes = summary.spill_store_bytes
-    result.spill_load_bytes = summary.spill_load_bytes
-    result.shared_bytes = int(compiled.metadata.shared)
-    result.static_shared_bytes = summary.static_shared_bytes
-    result.sass_instructions = summary.instructions
-    result.mma = summary.mma
-    return result
-
-
-# ------------------------------------------------------------------ workers (subprocesses)
-_REPLY = "@@convbench-static@@ "
-
-
-def _encode_task(spec, cc: int) -> str:
-    """A spec travels to a worker as its kernel's ``module`` + ``qualname`` and the rest pickled:
-    the worker imports the module itself, so it gets a compilable ``JITFunction``."""
-    raw = _raw_fn(spec.fn)
-    module, qualname = getattr(raw, "__module__", None), getattr(raw, "__qualname__", "")
-    if not module or "<locals>" in qualname:
-        raise ValueError(f"static spec {spec.name!r}: its kernel must be a module-level "
-                         f"@triton.jit function, got {qualname or raw!r}")
-    payload = (module, qualname, dataclasses.replace(spec, fn=None), cc)
-    return base64.b64encode(pickle.dumps(payload)).decode()
-
-
-def _run_task(task: str) -> StaticResult:
-    module, qualname, spec, cc = pickle.loads(base64.b64decode(task))
-    try:
-        fn = importlib.import_module(module)
-        for part in qualname.split("."):
-            fn = getattr(fn, part)
-    except Exception as exc:
-        return StaticResult(name=spec.name, target=target_name(cc),
-                            error=f"{type(exc).__name__} finding {module}.{qualname}: {exc}")
-    return _compile(dataclasses.replace(spec, fn=fn), cc)
-
-
-def _worker_main() -> None:
-    """Compile loop of one worker process: a JSON task per stdin line, a reply per task."""
-    for line in sys.stdin:
-        result = _run_task(line.strip())
-        reply = dict(result.to_dict(), compile_seconds=result.compile_seconds)
-        sys.stdout.write(_REPLY + json.dumps(reply) + "\n")
-        sys.stdout.flush()
-
-
-class _Worker:
-    """A fresh interpreter without TRITON_INTERPRET (so ``@triton.jit`` gives compilable
-    functions), seeing the same ``sys.path`` as this process; no ``__main__`` re-import."""
-
-    def __init__(self):
-        env = dict(os.environ)
-        env.pop("TRITON_INTERPRET", None)
-        env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from suites.static import _worker_main; _worker_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env, text=True)
-
-    def run(self, task: str, name: str, cc: int) -> StaticResult:
-        try:
-            self.proc.stdin.write(task + "\n")
-            self.proc.stdin.flush()
-            for line in self.proc.stdout:
-                if line.startswith(_REPLY):
-                    return StaticResult.from_dict(json.loads(line[len(_REPLY):]))
-        except OSError:
-            pass
-        self.proc.wait()
-        self.log.seek(0)
-        tail = self.log.read()[-1500:]
-        return StaticResult(name=name, target=target_name(cc),
-                            error=f"worker exited with status {self.proc.returncode}: {tail}")
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        self.proc.wait()
-        self.log.close()
-
-
-def _run_pool(tasks: list, jobs: int, done: Callable) -> None:
-    """Run (task, name, cc, token) tasks on ``jobs`` workers; ``done(token, result)``."""
-    queue: list = list(reversed(tasks))
-    lock = threading.Lock()
-
-    def drive():
-        worker = _Worker()
-        try:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    task, name, cc, token = queue.pop()
-                result = worker.run(task, name, cc)
-                if worker.proc.poll() is not None:  # died: later tasks get a new worker
-                    worker.close()
-                    worker = _Worker()
-                with lock:
-                    done(token, result)
-        finally:
-            worker.close()
-
-    threads = [threading.Thread(target=drive, daemon=True) for _ in range(min(jobs, len(tasks)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
 
 
 # ----------------------------------------------------------------------------------- cache
@@ -303,32 +142,84 @@ def _tree_digest(paths: Iterable[str]) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def _imports_of(path: str, mtime_ns: int, package: str) -> tuple:
+    """Absolute names of the modules ``path`` imports (``package``: its package, for relative
+    imports), from its syntax tree."""
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), path)
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1])
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module or ""
+            names.append(mod)
+            names += [f"{mod}.{alias.name}" for alias in node.names]  # ``from pkg import module``
+    return tuple(names)
+
+
+def _local_file(name: str, root: str) -> str | None:
+    mod = sys.modules.get(name)
+    path = getattr(mod, "__file__", None) if mod is not None else None
+    return path if path and os.path.abspath(path).startswith(root) else None
+
+
 def source_digest(fn) -> str:
-    """Digest of the source a kernel may depend on: every ``.py`` file of its top-level package
-    (so helpers in sibling modules count), or its own file when it is a plain module."""
-    module = sys.modules.get(getattr(_raw_fn(fn), "__module__", "") or "")
-    files = [__file__, sass.__file__]
-    top = sys.modules.get(module.__name__.split(".")[0]) if module else None
-    if top is not None and getattr(top, "__path__", None) and getattr(top, "__file__", None):
-        for root in top.__path__:
-            for dirpath, _dirs, names in os.walk(root):
-                files += [os.path.join(dirpath, n) for n in names if n.endswith(".py")]
-    elif module is not None and getattr(module, "__file__", None):
-        files.append(module.__file__)
+    """Digest of the source a kernel may depend on: its module's file and, transitively, every
+    first-party module it imports (files under the folder that holds its top-level package),
+    plus the analysis code itself.  An edit elsewhere does not invalidate its cached result."""
+    name = getattr(static_worker.raw_fn(fn), "__module__", "") or ""
+    files = {__file__, sass.__file__, static_worker.__file__}
+    top = sys.modules.get(name.split(".")[0])
+    top_file = getattr(top, "__file__", None)
+    if not top_file:
+        return _tree_digest(files)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(top_file))) if getattr(top, "__path__", None) \
+        else os.path.dirname(os.path.abspath(top_file))
+    seen, todo = set(), [name]
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        path = _local_file(mod, root)
+        if path is None:
+            continue
+        files.add(path)
+        parent = mod
+        while "." in parent:  # its packages' __init__ files run first
+            parent = parent.rpartition(".")[0]
+            files.add(_local_file(parent, root) or path)
+        if path.endswith("__init__.py"):
+            continue  # a package's __init__ imports every sibling: counted, not followed
+        package = mod.rpartition(".")[0]
+        todo += [m for m in _imports_of(path, os.stat(path).st_mtime_ns, package) if m not in seen]
     return _tree_digest(files)
+
+
+def compile_identity(spec) -> dict:
+    """Everything a compile of ``spec`` depends on, apart from the target."""
+    raw = static_worker.raw_fn(spec.fn)
+    return {
+        "kernel": f"{getattr(raw, '__module__', '')}.{getattr(raw, '__qualname__', '')}",
+        "signature": dict(spec.signature),
+        "constexprs": {k: repr(v) for k, v in sorted(spec.constexprs.items())},
+        "num_warps": spec.num_warps, "num_stages": spec.num_stages,
+        "divisible_by_16": sorted(getattr(spec, "divisible_by_16", ()) or ()),
+    }
 
 
 def cache_key(spec, cc: int) -> str:
     import triton
 
-    payload = {
-        "schema": SCHEMA, "name": spec.name, "signature": dict(spec.signature),
-        "constexprs": {k: repr(v) for k, v in sorted(spec.constexprs.items())},
-        "num_warps": spec.num_warps, "num_stages": spec.num_stages, "cc": cc,
-        "default": spec.default, "expect_tensor_cores": spec.expect_tensor_cores,
-        "divisible_by_16": sorted(getattr(spec, "divisible_by_16", ()) or ()),
-        "triton": triton.__version__, "ptxas": sass.ptxas_version(), "source": source_digest(spec.fn),
-    }
+    payload = dict(compile_identity(spec), schema=SCHEMA, cc=cc, triton=triton.__version__,
+                   ptxas=sass.ptxas_version(), source=source_digest(spec.fn))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -365,6 +256,12 @@ def select(specs: Sequence, filter: str | None = None) -> list:
     return [s for s in specs if not filter or filter in s.name]
 
 
+def _as_spec_result(result: StaticResult, spec) -> StaticResult:
+    """A copy of ``result`` labelled with ``spec``'s name and flags (identical compiles share)."""
+    return dataclasses.replace(result, name=spec.name, default=spec.default,
+                               expect_tensor_cores=spec.expect_tensor_cores)
+
+
 def analyse_all(targets: Iterable = ("sm_80", "sm_90"), specs: Sequence | None = None, *,
                 filter: str | None = None, jobs: int | None = None, cache: bool = True,
                 progress: Callable[[StaticResult], Any] | None = None) -> list[StaticResult]:
@@ -372,7 +269,8 @@ def analyse_all(targets: Iterable = ("sm_80", "sm_90"), specs: Sequence | None =
 
     Returns one :class:`StaticResult` per (spec, target), specs in the given order.  Compile
     errors are recorded in ``result.error``, not raised.  ``jobs`` worker processes (default:
-    the CPU count) compile what the cache does not hold.
+    the CPU count) compile what the cache does not hold.  ``progress(result)`` is called as
+    each result is loaded from the cache or compiled (SASS counts are filled in afterwards).
     """
     ccs = [parse_target(t) for t in targets]
     if not ccs:
@@ -386,41 +284,47 @@ def analyse_all(targets: Iterable = ("sm_80", "sm_90"), specs: Sequence | None =
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     jobs = jobs or os.cpu_count() or 1
 
-    results: dict = {}
-    todo = []  # (index, spec, cc, key)
+    results: dict = {}          # (spec index, cc) -> result
+    pending: dict = {}          # compile identity -> (spec, {cc: cache key}, [spec indices])
     for i, spec in enumerate(specs):
+        ident = json.dumps(compile_identity(spec), sort_keys=True)
         for cc in ccs:
             key = cache_key(spec, cc) if cache else None
             hit = _cache_load(key) if key else None
             if hit is not None:
-                results[(i, cc)] = hit
+                results[(i, cc)] = _as_spec_result(hit, spec)
                 if progress:
-                    progress(hit)
-            else:
-                todo.append((i, spec, cc, key))
+                    progress(results[(i, cc)])
+                continue
+            entry = pending.setdefault(ident, (spec, {}, []))
+            entry[1][cc] = key
+            if i not in entry[2]:
+                entry[2].append(i)
 
+    fresh = []
+
+    def compiled(ident, batch):
+        spec, keys, indices = pending[ident]
+        for result in batch:
+            fresh.append((result, keys.get(result.cc), [(i, result.cc) for i in indices]))
+            if progress:
+                progress(_as_spec_result(result, specs[indices[0]]))
+
+    tasks = [(spec, [cc for cc in ccs if cc in keys], ident) for ident, (spec, keys, _) in pending.items()]
     from triton.runtime.jit import JITFunction
 
-    if todo and (jobs == 1 or len(todo) == 1) and all(isinstance(s.fn, JITFunction) for _, s, _, _ in todo):
-        for i, spec, cc, key in todo:
-            results[(i, cc)] = _finish(_compile(spec, cc), key, progress)
-    elif todo:
-        tasks = [(_encode_task(spec, cc), spec.name, cc, (i, cc, key)) for i, spec, cc, key in todo]
-
-        def done(token, result):
-            i, cc, key = token
-            results[(i, cc)] = _finish(result, key, progress)
-
-        _run_pool(tasks, jobs, done)
+    if tasks and (jobs == 1 or len(tasks) == 1) and all(isinstance(t[0].fn, JITFunction) for t in tasks):
+        for spec, task_ccs, ident in tasks:
+            compiled(ident, static_worker.compile_spec(spec, task_ccs))
+    elif tasks:
+        static_worker.run_pool(tasks, jobs, compiled)
+    static_worker.fill_sass([r for r, _, _ in fresh], jobs)
+    for result, key, slots in fresh:
+        if key:
+            _cache_store(key, result)
+        for i, cc in slots:
+            results[(i, cc)] = _as_spec_result(result, specs[i])
     return [results[(i, cc)] for i in range(len(specs)) for cc in ccs]
-
-
-def _finish(result: StaticResult, key: str | None, progress) -> StaticResult:
-    if key:
-        _cache_store(key, result)
-    if progress:
-        progress(result)
-    return result
 
 
 def analyse(spec, target="sm_90", *, cache: bool = True) -> StaticResult:

@@ -1,8 +1,10 @@
 """Small kernels for testing the static analysis itself (not part of the product).
 
-``tiled_gemm`` in a sane configuration, and the planted regressions ``tests/test_static.py``
-expects the comparison to catch: a tile so large it spills, the same GEMM in fp32 with
-``input_precision="ieee"`` (no tensor cores), and a larger tile that needs more registers.
+``tiled_gemm`` in a sane configuration (:data:`GOOD`) and the planted regressions that
+``tests/test_static.py`` expects ``convbench static --compare`` to catch when they replace it
+under the same name: a much larger tile (:data:`BIG_TILE`: spills on sm_80, +60% registers on
+sm_90) and the same GEMM in fp32 with ``input_precision="ieee"`` (:data:`FP32_IEEE`: no tensor
+cores).  The ``*_specs`` functions are what ``convbench static --specs MODULE:FUNCTION`` loads.
 """
 
 import triton
@@ -39,27 +41,22 @@ def _spec(name, dtype, bm, bn, bk, precision="ieee", warps=4, stages=2, **kw):
                       num_warps=warps, num_stages=stages, **kw)
 
 
-#: the sane kernel, as a baseline would record it
-GOOD = _spec("test.gemm/fp16/BM64-BN64-BK32-w4-s2", "fp16", 64, 64, 32,
-             default=True, expect_tensor_cores=True)
-#: planted regressions, each compared against GOOD under GOOD's name
-HUGE_TILE = _spec("test.gemm/fp16/BM256-BN256-BK64-w4-s2", "fp16", 256, 256, 64)
-FP32_IEEE = _spec("test.gemm/fp32/BM64-BN64-BK32-w4-s2", "fp32", 64, 64, 32, precision="ieee")
-WIDER = _spec("test.gemm/fp16/BM64-BN128-BK32-w4-s2", "fp16", 64, 128, 32)
+NAME = "test.gemm/fp16/BM64-BN64-BK32-w4-s2"
+#: the sane kernel, as the baseline records it
+GOOD = _spec(NAME, "fp16", 64, 64, 32, default=True, expect_tensor_cores=True)
+#: planted regressions: each replaces GOOD under GOOD's name
+BIG_TILE = _spec(NAME, "fp16", 128, 128, 32, stages=3, default=True, expect_tensor_cores=True)
+FP32_IEEE = _spec(NAME, "fp32", 64, 64, 32, precision="ieee", default=True, expect_tensor_cores=True)
 
 
-def static_specs():
-    return [GOOD, HUGE_TILE, FP32_IEEE, WIDER]
+def good_specs():
+    return [GOOD]
 
 
-@triton.jit
-def row_normalize(x_ptr, y_ptr, N,
-                  # one row of N <= BLOCK elements per program, kept in registers
-                  BLOCK: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK)
-    x = tl.load(x_ptr + row * N + cols, mask=cols < N, other=0.0)
-    mean = tl.sum(x, axis=0) / N
-    d = tl.where(cols < N, x - mean, 0.0)
-    rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=0) / N + 1e-5)
-    tl.store(y_ptr + row * N + cols, d * rstd, mask=cols < N)
+def big_tile_specs():
+    return [BIG_TILE]
+
+
+def fp32_specs():
+    return [FP32_IEEE]
+

@@ -1,8 +1,11 @@
-"""The Triton kernels behind :mod:`kernels.conv.fft`: tile spectra, complex GEMM, inverse.
+"""The Triton kernels behind :mod:`kernels.conv.fft`: tile spectra and the inverse.
 
-Every DFT is a real/imaginary pair of ``tl.dot`` products with cos/sin tables (fp32, "ieee"),
-along the last axis of a ``[rows, F]`` tensor (:func:`_dft_rows`).  F <= 32 is one dense
-product.  F = 64 is a Cooley-Tukey split 64 = 16 x 4: a 16-point DFT over ``n1`` (``n = 4 n1 +
+The GEMM stage is :func:`kernels.conv._winograd_kernels._batched_gemm_kernel` on the real
+embedding of the complex products (see :func:`_forward_kernel`).
+
+Every DFT is a real/imaginary pair of ``tl.dot`` products with cos/sin tables (fp32 operands,
+:data:`DFT_PRECISION`), along the last axis of a ``[rows, F]`` tensor (:func:`_dft_rows`).
+F <= 32 is one dense product.  F = 64 is a Cooley-Tukey split 64 = 16 x 4: a 16-point DFT over ``n1`` (``n = 4 n1 +
 n2``), twiddles ``w64^(n2 k1)``, then the 4-point DFT over ``n2`` as a product with the 16 x 16
 block-diagonal ``I_4 (x) DFT_4`` (``tl.dot`` needs every dimension >= 16).  Its output comes
 in the order ``j = 4 k1 + k2`` for frequency ``k1 + 16 k2``; :func:`_freq_of` maps positions to
@@ -17,8 +20,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._gemm import dot_acc
 from ._winograd_kernels import to_dtype
+
+#: DFT products: 3xTF32 (each fp32 operand split into two TF32 parts, three tensor-core products,
+#: fp32 accumulation; ~2^-21 relative per product).  Plain fp32 ("ieee") lowers to FMA dots that
+#: spill 10-18 KB per thread at F >= 32 on sm_80/sm_90; the interpreter computes either exactly.
+DFT_PRECISION: tl.constexpr = tl.constexpr("tf32x3")
 
 
 @triton.jit
@@ -38,19 +45,19 @@ def _cdot(xr, xi, tab_ptr, OFF: tl.constexpr, N: tl.constexpr, SIGN: tl.constexp
     idx = tl.arange(0, N)[:, None] * N + tl.arange(0, N)[None, :]
     cos = tl.load(tab_ptr + OFF + idx)
     sin = tl.load(tab_ptr + OFF + N * N + idx)
-    yr = tl.dot(xr, cos, input_precision="ieee")
+    yr = tl.dot(xr, cos, input_precision=DFT_PRECISION)
     if not REAL_IN:
         if SIGN > 0:
-            yr -= tl.dot(xi, sin, input_precision="ieee")
+            yr -= tl.dot(xi, sin, input_precision=DFT_PRECISION)
         else:
-            yr += tl.dot(xi, sin, input_precision="ieee")
+            yr += tl.dot(xi, sin, input_precision=DFT_PRECISION)
     yi = yr
     if not REAL_OUT:
-        yi = tl.dot(xr, sin, input_precision="ieee")
+        yi = tl.dot(xr, sin, input_precision=DFT_PRECISION)
         if SIGN < 0:
             yi = -yi
         if not REAL_IN:
-            yi += tl.dot(xi, cos, input_precision="ieee")
+            yi += tl.dot(xi, cos, input_precision=DFT_PRECISION)
     return yr, yi
 
 
@@ -92,13 +99,17 @@ def _forward_kernel(
     C, H, W, TH, TW, STEP_H, STEP_W, pad_top, pad_left,
     # source strides (patch-major "n", channel, row, column)
     s_n, s_c, s_h, s_w,
-    # spectrum strides (frequency, patch, channel) and the real -> imaginary plane offset
-    o_f, o_p, o_c, o_plane,
-    # tile size, scale, conjugate (filters), channels per program
-    F: tl.constexpr, SCALE: tl.constexpr, CONJ: tl.constexpr, BLOCK_C: tl.constexpr,
+    # spectrum strides (frequency, patch, channel); FILTER: offset of the second GEMM row
+    o_f, o_p, o_c, o_row,
+    # tile size, scale, filter (conjugate, 2 x 2 real block), channels per program
+    F: tl.constexpr, SCALE: tl.constexpr, FILTER: tl.constexpr, BLOCK_C: tl.constexpr,
     INT64: tl.constexpr, EMULATE_RNE: tl.constexpr,
 ):
-    """Half spectrum (v <= F/2) of one F x F patch per channel, zero outside the source."""
+    """Half spectrum (v <= F/2) of one F x F patch per channel, zero outside the source.
+
+    Input patches store (re, im) at ``+0, +1``: a row of the real-embedded GEMM's left operand.
+    Filters (spectrum G) store the real 2 x 2 block ``[[Re G, -Im G], [Im G, Re G]]`` (rows
+    ``+0`` and ``+o_row``), so that ``[Re X, Im X] @ block = [Re, Im] of X * conj(G)``."""
     patch = tl.program_id(0)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     if INT64:
@@ -122,66 +133,29 @@ def _forward_kernel(
     xr, xi = _dft_rows(ar, ai, tab_ptr, BLOCK_C * F, F, -1, False, False)
     xr = tl.reshape(xr, (BLOCK_C, F, F)) * SCALE
     xi = tl.reshape(xi, (BLOCK_C, F, F)) * SCALE
-    if CONJ:
-        xi = -xi
     v = _freq_of(ii, F)[None, :, None]
     u = _freq_of(ii, F)[None, None, :]
-    f = u * (F // 2 + 1) + v
-    dst = out_ptr + f * o_f + patch * o_p + c[:, None, None] * o_c
-    keep = c_ok[:, None, None] & (v <= F // 2)
-    tl.store(dst, to_dtype(xr, out_ptr.dtype.element_ty, EMULATE_RNE), mask=keep)
-    tl.store(dst + o_plane, to_dtype(xi, out_ptr.dtype.element_ty, EMULATE_RNE), mask=keep)
-
-
-@triton.jit
-def _complex_gemm_kernel(
-    x_ptr, w_ptr, z_ptr,
-    # per frequency: [T x C] @ [C x K]; imaginary planes follow the real ones
-    T, C, K, x_plane, w_plane, z_plane,
-    # blocking and precision
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr,
-):
-    """``Z[f] = X[f] @ W[f]`` in complex arithmetic (4 real products), fp32 accumulation."""
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    freq = tl.program_id(2)
+    freq = u * (F // 2 + 1) + v
     if INT64:
         freq = freq.to(tl.int64)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INT64:
-        rm = rm.to(tl.int64)
-    rk = tl.arange(0, BLOCK_K)
-    a_ptr = x_ptr + freq * T * C + rm[:, None] * C + rk[None, :]
-    b_ptr = w_ptr + freq * C * K + rk[:, None] * K + rn[None, :]
-    m_ok = (rm < T)[:, None]
-    n_ok = (rn < K)[None, :]
-    zr = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    zi = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, C, BLOCK_K):
-        a_ok = m_ok & (rk < C - k0)[None, :]
-        b_ok = (rk < C - k0)[:, None] & n_ok
-        ar = tl.load(a_ptr, mask=a_ok, other=0.0)
-        ai = tl.load(a_ptr + x_plane, mask=a_ok, other=0.0)
-        br = tl.load(b_ptr, mask=b_ok, other=0.0)
-        bi = tl.load(b_ptr + w_plane, mask=b_ok, other=0.0)
-        zr = dot_acc(ar, br, zr, INPUT_PRECISION, UPCAST)
-        zr = dot_acc(-ai, bi, zr, INPUT_PRECISION, UPCAST)
-        zi = dot_acc(ar, bi, zi, INPUT_PRECISION, UPCAST)
-        zi = dot_acc(ai, br, zi, INPUT_PRECISION, UPCAST)
-        a_ptr += BLOCK_K
-        b_ptr += BLOCK_K * K
-    out = z_ptr + freq * T * K + rm[:, None] * K + rn[None, :]
-    tl.store(out, zr, mask=m_ok & n_ok)
-    tl.store(out + z_plane, zi, mask=m_ok & n_ok)
+    dst = out_ptr + freq * o_f + patch * o_p + c[:, None, None] * o_c
+    keep = c_ok[:, None, None] & (v <= F // 2)
+    re = to_dtype(xr, out_ptr.dtype.element_ty, EMULATE_RNE)
+    im = to_dtype(xi, out_ptr.dtype.element_ty, EMULATE_RNE)
+    tl.store(dst, re, mask=keep)
+    if FILTER:  # negate in fp32: the interpreter keeps bf16 as integers
+        tl.store(dst + 1, to_dtype(-xi, out_ptr.dtype.element_ty, EMULATE_RNE), mask=keep)
+        tl.store(dst + o_row, im, mask=keep)
+        tl.store(dst + o_row + 1, re, mask=keep)
+    else:
+        tl.store(dst + 1, im, mask=keep)
 
 
 @triton.jit
 def _inverse_kernel(
     z_ptr, tab_ptr, bias_ptr, y_ptr,
     # problem: output channels, output size, tiles, valid outputs per tile (rows, columns)
-    K, P, Q, T, TH, TW, LH, LW, z_plane,
+    K, P, Q, T, TH, TW, LH, LW,
     # output strides (any memory format)
     s_n, s_k, s_p, s_q,
     # tile size, 1/F^2 over the forward scale, channels per program
@@ -194,16 +168,20 @@ def _inverse_kernel(
     if INT64:
         tile = tile.to(tl.int64)
         k = k.to(tl.int64)
+        T = T.to(tl.int64)
     k_ok = k < K
     ii = tl.arange(0, F)
     # load as [k, v, u]; v > F/2 is absent (zero); weights 1, 2, ..., 2, 1 fold in the mirror half
     v = ii[None, :, None]
     u = ii[None, None, :]
-    src = z_ptr + (u * (F // 2 + 1) + v) * T * K + tile * K + k[:, None, None]
+    freq = u * (F // 2 + 1) + v
+    if INT64:
+        freq = freq.to(tl.int64)
+    src = z_ptr + freq * (T * K * 2) + tile * (K * 2) + k[:, None, None] * 2
     ok = k_ok[:, None, None] & (v <= F // 2)
     weight = tl.where((v == 0) | (v == F // 2), SCALE, 2.0 * SCALE)
     zr = tl.reshape(tl.load(src, mask=ok, other=0.0) * weight, (BLOCK_K * F, F))
-    zi = tl.reshape(tl.load(src + z_plane, mask=ok, other=0.0) * weight, (BLOCK_K * F, F))
+    zi = tl.reshape(tl.load(src + 1, mask=ok, other=0.0) * weight, (BLOCK_K * F, F))
     # along u: [(k, v), h]; then along v (real part only): [(k, h), w]
     br, bi = _dft_rows(zr, zi, tab_ptr, BLOCK_K * F, F, 1, False, False)
     br = tl.reshape(tl.permute(tl.reshape(br, (BLOCK_K, F, F)), (0, 2, 1)), (BLOCK_K * F, F))

@@ -1,9 +1,12 @@
 """The Triton kernels behind :mod:`kernels.conv.winograd` (three stages plus the filter transform).
 
-Transform matrices reach the kernels as ``constexpr`` tuples of floats, so every transform is
-unrolled at compile time into adds, subtracts and multiplies by the derived constants (zero
-coefficients vanish, +-1 become adds/subtracts).  All transform arithmetic is fp32; the
+Transform matrices reach the kernels as ``constexpr`` tuples of floats (rows) plus each row's
+first nonzero column, so every transform is unrolled at compile time: zero coefficients vanish
+and the multiplies by +-1 fold into adds/subtracts.  The linear combinations are written out in
+place rather than in a helper: under the interpreter each ``@triton.jit`` call costs
+milliseconds, and there are ~100 per program.  All transform arithmetic is fp32; the
 transformed operands are stored in the workspace's dtype (the input dtype) for the GEMM.
+Stores round through :func:`to_dtype` only where bf16 needs the interpreter workaround.
 
 Workspace layouts (row-major, ``A = m + 2`` points per dimension, ``T = N * TH * TW`` tiles):
 ``V[A*A, T, C]`` transformed input, ``U[A*A, C, K]`` transformed filter, ``M[A*A, T, K]`` fp32.
@@ -13,8 +16,6 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
-
-from ._gemm import dot_acc
 
 
 @triton.jit
@@ -28,28 +29,6 @@ def to_dtype(x, DTYPE: tl.constexpr, EMULATE_RNE: tl.constexpr):
         return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
     else:
         return x.to(DTYPE)
-
-
-@triton.jit
-def _lincomb(vals, MAT: tl.constexpr, FIRST: tl.constexpr, ROW: tl.constexpr,
-             OFF: tl.constexpr, STRIDE: tl.constexpr):
-    """``sum_j MAT[ROW][j] * vals[OFF + STRIDE * j]``, unrolled; zero coefficients are skipped
-    (``FIRST[ROW]`` is the row's first nonzero column) and +-1 become adds/subtracts."""
-    c0: tl.constexpr = MAT[ROW][FIRST[ROW]]
-    if c0 == 1.0:
-        acc = vals[OFF + STRIDE * FIRST[ROW]]
-    elif c0 == -1.0:
-        acc = -vals[OFF + STRIDE * FIRST[ROW]]
-    else:
-        acc = vals[OFF + STRIDE * FIRST[ROW]] * c0
-    for j in tl.static_range(FIRST[ROW] + 1, len(MAT[ROW])):
-        if MAT[ROW][j] == 1.0:
-            acc = acc + vals[OFF + STRIDE * j]
-        elif MAT[ROW][j] == -1.0:
-            acc = acc - vals[OFF + STRIDE * j]
-        elif MAT[ROW][j] != 0.0:
-            acc = acc + vals[OFF + STRIDE * j] * MAT[ROW][j]
-    return acc
 
 
 @triton.jit
@@ -70,6 +49,7 @@ def _input_transform_kernel(
     if INT64:
         t = t.to(tl.int64)
         c = c.to(tl.int64)
+        T = T.to(tl.int64)
     tw = t % TW
     th = (t // TW) % TH
     n = t // (TW * TH)
@@ -91,14 +71,25 @@ def _input_transform_kernel(
         row_ptr += sxh
     # V = B^T d B, one output row i at a time: R[b] = sum_a BT[i, a] d[a, b]; V[i, j] = sum_b BT[j, b] R[b]
     out = v_ptr + t[:, None] * C + c[None, :]
+    point_step = T * C
     for i in tl.static_range(A):
         r = ()
         for b in tl.static_range(A):
-            r = r + (_lincomb(d, BT, BT_FIRST, i, b, A),)
+            acc = d[BT_FIRST[i] * A + b] * BT[i][BT_FIRST[i]]
+            for a in tl.static_range(BT_FIRST[i] + 1, A):
+                if BT[i][a] != 0.0:
+                    acc += d[a * A + b] * BT[i][a]
+            r = r + (acc,)
         for j in tl.static_range(A):
-            val = _lincomb(r, BT, BT_FIRST, j, 0, 1)
-            tl.store(out, to_dtype(val, v_ptr.dtype.element_ty, EMULATE_RNE), mask=ok)
-            out += T * C
+            val = r[BT_FIRST[j]] * BT[j][BT_FIRST[j]]
+            for b in tl.static_range(BT_FIRST[j] + 1, A):
+                if BT[j][b] != 0.0:
+                    val += r[b] * BT[j][b]
+            if EMULATE_RNE:
+                tl.store(out, to_dtype(val, v_ptr.dtype.element_ty, EMULATE_RNE), mask=ok)
+            else:
+                tl.store(out, val.to(v_ptr.dtype.element_ty), mask=ok)
+            out += point_step
 
 
 @triton.jit
@@ -124,14 +115,25 @@ def _filter_transform_kernel(
             g = g + (tl.load(base + r * sgr + s * sgs, mask=ok, other=0.0).to(tl.float32),)
     # U = G g G^T, one output row i at a time
     out = u_ptr + c[None, :] * K + k[:, None]
+    point_step = C * K
     for i in tl.static_range(A):
         z = ()
         for s in tl.static_range(3):
-            z = z + (_lincomb(g, G, G_FIRST, i, s, 3),)
+            acc = g[G_FIRST[i] * 3 + s] * G[i][G_FIRST[i]]
+            for r in tl.static_range(G_FIRST[i] + 1, 3):
+                if G[i][r] != 0.0:
+                    acc += g[r * 3 + s] * G[i][r]
+            z = z + (acc,)
         for j in tl.static_range(A):
-            val = _lincomb(z, G, G_FIRST, j, 0, 1)
-            tl.store(out, to_dtype(val, u_ptr.dtype.element_ty, EMULATE_RNE), mask=ok)
-            out += C * K
+            val = z[G_FIRST[j]] * G[j][G_FIRST[j]]
+            for s in tl.static_range(G_FIRST[j] + 1, 3):
+                if G[j][s] != 0.0:
+                    val += z[s] * G[j][s]
+            if EMULATE_RNE:
+                tl.store(out, to_dtype(val, u_ptr.dtype.element_ty, EMULATE_RNE), mask=ok)
+            else:
+                tl.store(out, val.to(u_ptr.dtype.element_ty), mask=ok)
+            out += point_step
 
 
 @triton.jit
@@ -139,37 +141,52 @@ def _batched_gemm_kernel(
     v_ptr, u_ptr, m_ptr,
     # GEMM sizes per point: [T x C] @ [C x K]
     T, C, K,
-    # blocking and precision
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    # blocking (BLOCK_P points per program, dividing the number of points) and precision
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr,
 ):
-    """``M[p] = V[p] @ U[p]`` for every transformed point ``p`` (program axis 2), fp32 result."""
+    """``M[p] = V[p] @ U[p]`` for the transformed points ``p`` of program axis 2, fp32 result.
+
+    Shared with :mod:`kernels.conv.fft`, whose points are frequencies and whose [T x 2C] @
+    [2C x 2K] products are the real embedding of complex ones."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
-    point = tl.program_id(2)
-    if INT64:
-        point = point.to(tl.int64)
-    v_ptr += point * T * C
-    u_ptr += point * C * K
-    m_ptr += point * T * K
+    first = tl.program_id(2) * BLOCK_P
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     if INT64:
+        first = first.to(tl.int64)
         rm = rm.to(tl.int64)
+        T = T.to(tl.int64)
     rk = tl.arange(0, BLOCK_K)
-    a_ptr = v_ptr + rm[:, None] * C + rk[None, :]
-    b_ptr = u_ptr + rk[:, None] * K + rn[None, :]
     m_ok = (rm < T)[:, None]
     n_ok = (rn < K)[None, :]
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, C, BLOCK_K):
-        k_left = C - k0
-        a = tl.load(a_ptr, mask=m_ok & (rk < k_left)[None, :], other=0.0)
-        b = tl.load(b_ptr, mask=(rk < k_left)[:, None] & n_ok, other=0.0)
-        acc = dot_acc(a, b, acc, INPUT_PRECISION, UPCAST)
-        a_ptr += BLOCK_K
-        b_ptr += BLOCK_K * K
-    tl.store(m_ptr + rm[:, None] * K + rn[None, :], acc, mask=m_ok & n_ok)
+    a_first = v_ptr + first * T * C + (rm[:, None] * C + rk[None, :])
+    b_first = u_ptr + first * C * K + (rk[:, None] * K + rn[None, :])
+    c_ptr = m_ptr + first * T * K + (rm[:, None] * K + rn[None, :])
+    b_step = BLOCK_K * K
+    a_next = T * C
+    b_next = C * K
+    c_next = T * K
+    for j in tl.static_range(BLOCK_P):
+        a_ptr = a_first
+        b_ptr = b_first
+        acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+        for k0 in range(0, C, BLOCK_K):
+            k_ok = rk < C - k0
+            a = tl.load(a_ptr, mask=m_ok & k_ok[None, :], other=0.0)
+            b = tl.load(b_ptr, mask=k_ok[:, None] & n_ok, other=0.0)
+            if UPCAST:  # interpreter only: see kernels.conv._gemm.dot_acc
+                acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+            a_ptr += BLOCK_K
+            b_ptr += b_step
+        tl.store(c_ptr, acc, mask=m_ok & n_ok)
+        if j + 1 < BLOCK_P:  # next point
+            a_first += a_next
+            b_first += b_next
+            c_ptr += c_next
 
 
 @triton.jit
@@ -191,12 +208,14 @@ def _output_transform_kernel(
     if INT64:
         t = t.to(tl.int64)
         k = k.to(tl.int64)
+        T = T.to(tl.int64)
     ok = (t < T)[:, None] & (k < K)[None, :]
     src = m_ptr + t[:, None] * K + k[None, :]
     mv = ()
+    point_step = T * K
     for p in tl.static_range(A * A):
         mv = mv + (tl.load(src, mask=ok, other=0.0),)
-        src += T * K
+        src += point_step
     if HAS_BIAS:
         bias = tl.load(bias_ptr + k, mask=k < K, other=0.0).to(tl.float32)[None, :]
     tw = t % TW
@@ -212,13 +231,23 @@ def _output_transform_kernel(
     for i in tl.static_range(M):
         z = ()
         for b in tl.static_range(A):
-            z = z + (_lincomb(mv, AT, AT_FIRST, i, b, A),)
+            acc = mv[AT_FIRST[i] * A + b] * AT[i][AT_FIRST[i]]
+            for a in tl.static_range(AT_FIRST[i] + 1, A):
+                if AT[i][a] != 0.0:
+                    acc += mv[a * A + b] * AT[i][a]
+            z = z + (acc,)
         row_ok = ok & (p0 < P - i)[:, None]
         ptr = row_ptr
         for j in tl.static_range(M):
-            val = _lincomb(z, AT, AT_FIRST, j, 0, 1)
+            val = z[AT_FIRST[j]] * AT[j][AT_FIRST[j]]
+            for b in tl.static_range(AT_FIRST[j] + 1, A):
+                if AT[j][b] != 0.0:
+                    val += z[b] * AT[j][b]
             if HAS_BIAS:
-                val = val + bias
-            tl.store(ptr, to_dtype(val, y_ptr.dtype.element_ty, EMULATE_RNE), mask=row_ok & col_ok[j])
+                val += bias
+            if EMULATE_RNE:
+                tl.store(ptr, to_dtype(val, y_ptr.dtype.element_ty, EMULATE_RNE), mask=row_ok & col_ok[j])
+            else:
+                tl.store(ptr, val.to(y_ptr.dtype.element_ty), mask=row_ok & col_ok[j])
             ptr += syq
         row_ptr += syp

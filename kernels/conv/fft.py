@@ -1,4 +1,4 @@
-"""FFT convolution by tiles: DFTs as ``tl.dot`` products, a complex GEMM over channels, overlap-save.
+"""FFT convolution by tiles: DFTs as ``tl.dot`` products, a GEMM over channels, overlap-save.
 
 Algorithm: the output is cut into LH x LW tiles with ``LH = F - R + 1``, ``LW = F - S + 1``;
 each tile reads an F x F input patch.  Circular correlation of the patch with the zero-padded
@@ -6,20 +6,26 @@ filter equals the wanted correlation on the first LH x LW positions (no wrap-aro
 the tiles simply partition the output: overlap-save, no accumulation between tiles.
 
 1. forward   ``X[f, t, c] = DFT2(patch_tc) / F`` for the F*(F/2+1) frequencies of the half
-   spectrum (real input), fp32 DFTs (:mod:`._fft_kernels`), stored in ``x.dtype``
-2. filter    ``W[f, c, k] = conj(DFT2(g_kc zero-padded to F x F))``, same kernel, ``x.dtype``
-3. GEMM      ``Z[f] = X[f] @ W[f]`` per frequency, complex as 4 real ``tl.dot`` products with
-   fp32 accumulation (tensor cores for fp16/bf16; fp32 per ``input_precision``): the sum over
-   input channels of the pointwise spectra products *is* this GEMM
+   spectrum (real input), DFTs in :mod:`._fft_kernels`, stored in ``x.dtype`` as (re, im)
+2. filter    ``G = DFT2(g_kc zero-padded to F x F)``, same kernel, stored in ``x.dtype`` as the
+   real 2 x 2 block ``[[Re G, -Im G], [Im G, Re G]]`` per (c, k): a row ``(Re X, Im X)`` times
+   it is ``X * conj(G)``, the spectrum of the correlation (:func:`transform_filter`)
+3. GEMM      ``Z[f] = X[f] @ W[f]`` per frequency as one real GEMM ``[T x 2C] @ [2C x 2K]``
+   (the real embedding of the complex product: the same 4 real multiplies per complex one),
+   fp32 accumulation, tensor cores for fp16/bf16 (fp32 per ``input_precision``); the sum over
+   input channels of the pointwise spectra products *is* this GEMM.  The kernel is Winograd's
+   batched GEMM (:func:`._winograd_kernels._batched_gemm_kernel`), frequencies as its points
 4. inverse   ``y_tile = Re IDFT2(Z) / F`` on the LH x LW valid corner (+ bias), fp32, masked
 
 The DFTs are real/imaginary matrix products with cos/sin tables built on the host in float64;
 tiles of 64 use a Cooley-Tukey split 64 = 16 x 4 (:mod:`._fft_kernels`).  No ``torch.fft``.
 
-Precision: the transforms are fp32 throughout.  For fp16/bf16 inputs exactly two things round
-to the input dtype: the input spectra (stage 1) and the filter spectra (stage 2), the GEMM
-operands.  Z and the inverse stay fp32; the output is rounded once.  The forward scale 1/F
-keeps fp16 spectra within range for inputs up to ~65504/F in magnitude (DC term).
+Precision: the transforms take fp32 data and use 3xTF32 tensor-core products (``tl.dot``
+``input_precision="tf32x3"``, ~2^-22 relative; an fp32 FMA ``tl.dot`` of these shapes spills
+kilobytes per thread on sm_80/sm_90).  For fp16/bf16 inputs exactly two things round to the
+input dtype: the input spectra (stage 1) and the filter spectra (stage 2), the GEMM operands.
+Z and the inverse stay fp32; the output is rounded once (:func:`operand_rounding`).  The
+forward scale 1/F keeps fp16 spectra in range for inputs up to ~65504/F in magnitude (DC).
 
 Constraints: stride 1, dilation 1, groups 1, any padding, filters up to 33 x 33 (the 64-tile
 must keep at least half its outputs).  NCHW or channels_last; the output follows the input.
@@ -40,6 +46,7 @@ from reference.geometry import ConvGeometry
 from .. import _common
 from .._static_spec import StaticSpec
 from . import _fft_kernels as _k
+from ._winograd_kernels import _batched_gemm_kernel
 from ._gemm import upcast_dot
 from .winograd import emulate_rne
 
@@ -50,6 +57,15 @@ MAX_FILTER = 64 // 2 + 1
 #: rounding the two operands of a direct product: the DFT is unitary up to its scale, so the
 #: rounding-amplification factor of winograd.rounding_amplification is exactly 1 for it.
 ERROR_SCALE = 1.0
+
+
+def operand_rounding(dtype: torch.dtype, input_precision: str = "ieee"):
+    """What the kernels round operands to, for the tolerance model (``tolerance(operand_dtype=)``):
+    the spectra to fp16/bf16 for those inputs; for fp32, the 3xTF32 DFTs ("tf32x3"), or the
+    GEMM's TF32 products with ``input_precision="tf32"``."""
+    if dtype != torch.float32:
+        return dtype
+    return "tf32" if input_precision == "tf32" else "tf32x3"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,19 +114,23 @@ class Config:
     block_k: int  # input channels per GEMM step
     num_warps: int
     num_stages: int
+    block_p: int  # frequencies per GEMM program (divides F*(F/2+1))
     xform_c: int  # channels per forward/inverse program
     xform_warps: int
 
     def __str__(self) -> str:
-        return (f"F{self.tile}-BM{self.block_m}-BN{self.block_n}-BK{self.block_k}-w{self.num_warps}"
-                f"-s{self.num_stages}-X{self.xform_c}w{self.xform_warps}")
+        return (f"F{self.tile}-BM{self.block_m}-BN{self.block_n}-BK{self.block_k}-P{self.block_p}"
+                f"-w{self.num_warps}-s{self.num_stages}-X{self.xform_c}w{self.xform_warps}")
 
 
+#: GEMM sizes are those of the real embedding: [tiles x 2C] @ [2C x 2K] per frequency.  Per
+#: frequency the GEMM is small (few tiles when tiles are large), so programs take several
+#: frequencies; 2112 / 16 = 132 programs per GEMM block for the 64-tile (one H100 wave).
 CONFIGS: tuple[Config, ...] = (
-    Config(16, 64, 64, 32, 4, 3, xform_c=8, xform_warps=4),
-    Config(32, 64, 64, 32, 4, 3, xform_c=2, xform_warps=4),
-    Config(64, 64, 64, 32, 4, 3, xform_c=1, xform_warps=8),
-    Config(16, 64, 32, 16, 4, 2, xform_c=4, xform_warps=4),
+    Config(16, 64, 64, 32, 4, 3, block_p=4, xform_c=8, xform_warps=4),
+    Config(32, 64, 64, 32, 4, 3, block_p=4, xform_c=2, xform_warps=8),
+    Config(64, 64, 64, 32, 4, 3, block_p=16, xform_c=1, xform_warps=8),
+    Config(16, 64, 32, 16, 4, 2, block_p=2, xform_c=4, xform_warps=4),
 )
 
 
@@ -125,8 +145,8 @@ def _tiles(geom: ConvGeometry, tile: int) -> tuple[int, int, int]:
 
 
 def _cost(geom: ConvGeometry, tile: int) -> float:
-    """Heuristic work estimate: complex GEMM multiplies plus fp32 DFT multiplies (weighted 8x:
-    they run on FMA units, the GEMM on tensor cores)."""
+    """Heuristic work estimate: complex GEMM multiplies plus DFT multiplies, the latter weighted
+    8x (3xTF32 is three TF32 products at half the fp16 tensor-core rate)."""
     t = _tiles(geom, tile)[2]
     nf = tile * (tile // 2 + 1)
     per_point = 2 * (tile if tile <= 32 else 16 + 16 + 2)
@@ -162,20 +182,21 @@ def multiplies(geom: ConvGeometry, config: Optional[Config] = None) -> int:
 
 
 def workspace_bytes(geom: ConvGeometry, itemsize: int, config: Optional[Config] = None) -> int:
-    """Input spectra (tiles x C) and filter spectra (C x K) in the input dtype, Z (tiles x K) in
-    fp32, real and imaginary, per frequency."""
+    """Per frequency: input spectra (tiles x C complex) and the filter's real 2C x 2K block
+    matrix in the input dtype, Z (tiles x K complex) in fp32."""
     tile = (config or default_config(geom)).tile
     t = _tiles(geom, tile)[2]
     nf = tile * (tile // 2 + 1)
-    return 2 * nf * ((t * geom.c + geom.c * geom.k) * itemsize + t * geom.k * 4)
+    return nf * ((2 * t * geom.c + 4 * geom.c * geom.k) * itemsize + 2 * t * geom.k * 4)
 
 
 # ---------------------------------------------------------------------------------------------
 # launchers
 # ---------------------------------------------------------------------------------------------
 def transform_filter(weight: torch.Tensor, tile: int, config: Optional[Config] = None) -> torch.Tensor:
-    """``conj(DFT2(weight zero-padded to tile x tile))`` as ``[2, F*(F/2+1), C, K]`` (real,
-    imaginary) in ``weight.dtype``, reusable across calls with the same tile."""
+    """``G = DFT2(weight zero-padded to tile x tile)`` as ``[F*(F/2+1), C, 2, K, 2]`` in
+    ``weight.dtype``: per frequency the real 2C x 2K matrix of blocks ``[[Re G, -Im G], [Im G,
+    Re G]]`` that multiplies input spectra into ``X * conj(G)``; reusable with the same tile."""
     _common.check_tensor(weight, "weight", ndim=4)
     if tile not in TILES:
         raise ValueError(f"tile must be one of {TILES}, got {tile!r}")
@@ -184,11 +205,11 @@ def transform_filter(weight: torch.Tensor, tile: int, config: Optional[Config] =
         raise ValueError(f"a {r}x{s} filter needs a tile of at least {2 * max(r, s) - 2}, got tile={tile}")
     cfg = config or next(cf for cf in CONFIGS if cf.tile == tile)
     nf = tile * (tile // 2 + 1)
-    out = torch.empty((2, nf, c, k), dtype=weight.dtype, device=weight.device)
+    out = torch.empty((nf, c, 2, k, 2), dtype=weight.dtype, device=weight.device)
     _k._forward_kernel[(k, triton.cdiv(c, cfg.xform_c))](
         weight, _tables_on(tile, weight.device), out,
-        c, r, s, 1, 1, 0, 0, 0, 0, *weight.stride(), c * k, 1, k, nf * c * k,
-        F=tile, SCALE=1.0, CONJ=True, BLOCK_C=cfg.xform_c, INT64=_common.needs_int64(weight, out),
+        c, r, s, 1, 1, 0, 0, 0, 0, *weight.stride(), 4 * c * k, 2, 4 * k, 2 * k,
+        F=tile, SCALE=1.0, FILTER=True, BLOCK_C=cfg.xform_c, INT64=_common.needs_int64(weight, out),
         EMULATE_RNE=emulate_rne(weight.dtype), num_warps=cfg.xform_warps)
     return out
 
@@ -223,12 +244,12 @@ def launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
     else:
         w_spec = filter_transformed
         _common.check_same(x, "input", w_spec, "filter_transformed")
-        if tuple(w_spec.shape) != (2, nf, geom.c, geom.k) or not w_spec.is_contiguous():
-            raise ValueError(f"filter_transformed must be a contiguous {(2, nf, geom.c, geom.k)} tensor "
+        if tuple(w_spec.shape) != (nf, geom.c, 2, geom.k, 2) or not w_spec.is_contiguous():
+            raise ValueError(f"filter_transformed must be a contiguous {(nf, geom.c, 2, geom.k, 2)} tensor "
                              f"from transform_filter(weight, {tile}), got {tuple(w_spec.shape)}")
     out = _common.empty_output(geom.output_shape, x)
-    x_spec = torch.empty((2, nf, t, geom.c), dtype=x.dtype, device=x.device)
-    z = torch.empty((2, nf, t, geom.k), dtype=torch.float32, device=x.device)
+    x_spec = torch.empty((nf, t, geom.c, 2), dtype=x.dtype, device=x.device)
+    z = torch.empty((nf, t, geom.k, 2), dtype=torch.float32, device=x.device)
     int64 = _common.needs_int64(x, out, x_spec, z, w_spec)
     tables = _tables_on(tile, x.device)
     top, _, left, _ = geom.padding
@@ -236,16 +257,17 @@ def launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
 
     _k._forward_kernel[(t, triton.cdiv(geom.c, cfg.xform_c))](
         x, tables, x_spec, geom.c, geom.h, geom.w, th, tw, lh, lw, top, left, *x.stride(),
-        t * geom.c, geom.c, 1, nf * t * geom.c,
-        F=tile, SCALE=1.0 / tile, CONJ=False, BLOCK_C=cfg.xform_c, INT64=int64, EMULATE_RNE=rne,
+        2 * t * geom.c, 2 * geom.c, 2, 0,
+        F=tile, SCALE=1.0 / tile, FILTER=False, BLOCK_C=cfg.xform_c, INT64=int64, EMULATE_RNE=rne,
         num_warps=cfg.xform_warps)
-    _k._complex_gemm_kernel[(triton.cdiv(t, cfg.block_m), triton.cdiv(geom.k, cfg.block_n), nf)](
-        x_spec, w_spec, z, t, geom.c, geom.k, nf * t * geom.c, nf * geom.c * geom.k, nf * t * geom.k,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, INPUT_PRECISION=input_precision,
+    _batched_gemm_kernel[(triton.cdiv(t, cfg.block_m), triton.cdiv(2 * geom.k, cfg.block_n), nf // cfg.block_p)](
+        x_spec, w_spec, z, t, 2 * geom.c, 2 * geom.k,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, BLOCK_P=cfg.block_p,
+        INPUT_PRECISION=input_precision,
         INT64=int64, UPCAST=upcast_dot(x.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     _k._inverse_kernel[(t, triton.cdiv(geom.k, cfg.xform_c))](
         z, tables, bias if bias is not None else z, out, geom.k, geom.p, geom.q, t, th, tw, lh, lw,
-        nf * t * geom.k, *out.stride(),
+        *out.stride(),
         F=tile, SCALE=1.0 / tile, BLOCK_K=cfg.xform_c, HAS_BIAS=bias is not None, INT64=int64,
         EMULATE_RNE=rne, num_warps=cfg.xform_warps)
     return out
@@ -259,7 +281,9 @@ _DT = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 def static_specs() -> list[StaticSpec]:
-    """Every kernel x config x dtype, 32-bit offsets, with the 16-divisibility of a typical layer."""
+    """Every kernel x config x dtype with 32-bit offsets, plus the 64-bit-offset variants of the
+    default configs in fp16, with the 16-divisibility of a typical layer.  Tensor cores are
+    expected in the GEMM for fp16/bf16 and in every DFT (3xTF32)."""
     typical = (ConvGeometry(1, 64, 24, 24, 32, 3, 3), ConvGeometry(16, 192, 28, 28, 32, 5, 5, padding=(2, 2, 2, 2)),
                ConvGeometry(8, 64, 56, 56, 64, 3, 3, padding=(1, 1, 1, 1)))
     defaults = {default_config(g) for g in typical}
@@ -272,24 +296,31 @@ def static_specs() -> list[StaticSpec]:
 
     for dtype, ptr in _PTR.items():
         dt = _DT[dtype]
-        for cfg in CONFIGS:
+        for cfg, int64 in [(c, False) for c in CONFIGS] + [(c, True) for c in CONFIGS if c in defaults]:
+            if int64 and dtype != torch.float16:
+                continue
             is_default = cfg in defaults
-            add(f"conv.fft.gemm/{dt}/BM{cfg.block_m}-BN{cfg.block_n}-BK{cfg.block_k}-w{cfg.num_warps}"
-                f"-s{cfg.num_stages}", _k._complex_gemm_kernel, {"x_ptr": ptr, "w_ptr": ptr, "z_ptr": "*fp32"},
-                ("T", "C", "K", "x_plane", "w_plane", "z_plane"),
+            suffix = "-i64" if int64 else ""
+            add(f"conv.fft.gemm/{dt}/BM{cfg.block_m}-BN{cfg.block_n}-BK{cfg.block_k}-P{cfg.block_p}"
+                f"-w{cfg.num_warps}-s{cfg.num_stages}{suffix}", _batched_gemm_kernel,
+                {"v_ptr": ptr, "u_ptr": ptr, "m_ptr": "*fp32"}, ("T", "C", "K"),
                 {"BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n, "BLOCK_K": cfg.block_k,
-                 "INPUT_PRECISION": "ieee", "INT64": False, "UPCAST": False},
-                cfg.num_warps, cfg.num_stages, is_default,
-                ("x_ptr", "w_ptr", "z_ptr", "C", "K", "x_plane", "w_plane", "z_plane"), tc=dtype != torch.float32)
-            xf = f"F{cfg.tile}-X{cfg.xform_c}-w{cfg.xform_warps}"
-            add(f"conv.fft.forward/{dt}/{xf}", _k._forward_kernel, {"src_ptr": ptr, "tab_ptr": "*fp32", "out_ptr": ptr},
-                ("C", "H", "W", "TH", "TW", "STEP_H", "STEP_W", "pad_top", "pad_left",
-                 "s_n", "s_c", "s_h", "s_w", "o_f", "o_p", "o_c", "o_plane"),
-                {"F": cfg.tile, "SCALE": 1.0 / cfg.tile, "CONJ": False, "BLOCK_C": cfg.xform_c, "INT64": False,
-                 "EMULATE_RNE": False}, cfg.xform_warps, 1, is_default, ("src_ptr", "tab_ptr", "out_ptr", "C", "o_f"))
+                 "BLOCK_P": cfg.block_p, "INPUT_PRECISION": "ieee", "INT64": int64, "UPCAST": False},
+                cfg.num_warps, cfg.num_stages, is_default, ("v_ptr", "u_ptr", "m_ptr", "C", "K"),
+                tc=dtype != torch.float32)
+            xf = f"F{cfg.tile}-X{cfg.xform_c}-w{cfg.xform_warps}{suffix}"
+            for is_filter in (False, True):
+                add(f"conv.fft.{'filter' if is_filter else 'forward'}/{dt}/{xf}", _k._forward_kernel,
+                    {"src_ptr": ptr, "tab_ptr": "*fp32", "out_ptr": ptr},
+                    ("C", "H", "W", "TH", "TW", "STEP_H", "STEP_W", "pad_top", "pad_left",
+                     "s_n", "s_c", "s_h", "s_w", "o_f", "o_p", "o_c", "o_row"),
+                    {"F": cfg.tile, "SCALE": 1.0 if is_filter else 1.0 / cfg.tile, "FILTER": is_filter,
+                     "BLOCK_C": cfg.xform_c, "INT64": int64, "EMULATE_RNE": False},
+                    cfg.xform_warps, 1, is_default, ("src_ptr", "tab_ptr", "out_ptr", "o_f"), tc=True)
             add(f"conv.fft.inverse/{dt}/{xf}", _k._inverse_kernel,
                 {"z_ptr": "*fp32", "tab_ptr": "*fp32", "bias_ptr": ptr, "y_ptr": ptr},
-                ("K", "P", "Q", "T", "TH", "TW", "LH", "LW", "z_plane", "s_n", "s_k", "s_p", "s_q"),
-                {"F": cfg.tile, "SCALE": 1.0 / cfg.tile, "BLOCK_K": cfg.xform_c, "HAS_BIAS": True, "INT64": False,
-                 "EMULATE_RNE": False}, cfg.xform_warps, 1, is_default, ("z_ptr", "tab_ptr", "y_ptr", "K", "z_plane"))
+                ("K", "P", "Q", "T", "TH", "TW", "LH", "LW", "s_n", "s_k", "s_p", "s_q"),
+                {"F": cfg.tile, "SCALE": 1.0 / cfg.tile, "BLOCK_K": cfg.xform_c, "HAS_BIAS": True,
+                 "INT64": int64, "EMULATE_RNE": False},
+                cfg.xform_warps, 1, is_default, ("z_ptr", "tab_ptr", "y_ptr", "K"), tc=True)
     return list(specs.values())

@@ -13,9 +13,9 @@ matrices A^T (m x a), G (a x 3), B^T (a x a), ``a = m + 2``::
 4. output transform  ``y_tile = A^T M A + bias``                   (fp32, edge tiles masked)
 
 The filter transform is separate (:func:`transform_filter`) so a benchmark can time it
-included or amortised (``filter_transformed=U``).  No fused variant: the fused form keeps a*a
-accumulators of [tiles x K] live per program (36 for F(4,3)), which spills at useful block
-sizes; the three-stage form is what is measured.
+included or amortised (``filter_transformed=U``).  No fused variant (optional in the issue, not
+written): fusing the stages keeps a*a accumulator tiles of [tiles x K] live per program (16 for
+F(2,3), 36 for F(4,3)), forcing small blocks; whether that pays needs a GPU to measure.
 
 Transform matrices are derived at import time in float64 from the interpolation points by
 Toom-Cook (:func:`toom_cook`): F(2,3) uses 0, 1, -1, inf; F(4,3) uses 0, 1, -1, 1/2, -2, inf,
@@ -126,25 +126,26 @@ class Config:
     block_k: int  # input channels per GEMM step
     num_warps: int
     num_stages: int
+    block_p: int = 1  # transformed points per GEMM program (divides (m+2)^2 for m = 2 and 4)
     xform_t: int = 16  # tiles per transform program
     xform_c: int = 16  # channels per transform program
     xform_warps: int = 4
 
     def __str__(self) -> str:
-        return (f"BM{self.block_m}-BN{self.block_n}-BK{self.block_k}-w{self.num_warps}-s{self.num_stages}"
-                f"-X{self.xform_t}x{self.xform_c}w{self.xform_warps}")
+        return (f"BM{self.block_m}-BN{self.block_n}-BK{self.block_k}-P{self.block_p}-w{self.num_warps}"
+                f"-s{self.num_stages}-X{self.xform_t}x{self.xform_c}w{self.xform_warps}")
 
 
 CONFIGS: tuple[Config, ...] = (
     Config(64, 64, 32, 4, 3),
     Config(128, 64, 32, 4, 3),
     Config(128, 128, 32, 8, 3),
-    Config(32, 32, 16, 4, 2, xform_t=8, xform_c=16),
+    Config(64, 32, 16, 4, 2, block_p=2, xform_t=8, xform_c=16),
 )
 
 
 #: filter-transform blocking (output channels, input channels, warps): one config, it is cheap
-FILTER_BLOCK = (32, 32, 4)
+FILTER_BLOCK = (32, 32, 8)
 
 
 def default_config(geom: ConvGeometry, m: int) -> Config:
@@ -287,10 +288,10 @@ def launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
         BT=bt_rows, BT_FIRST=bt_first, M=m, A=a,
         BLOCK_T=cfg.xform_t, BLOCK_C=cfg.xform_c, INT64=int64, EMULATE_RNE=emulate_rne(x.dtype),
         num_warps=cfg.xform_warps)
-    grid = (triton.cdiv(t, cfg.block_m), triton.cdiv(geom.k, cfg.block_n), a * a)
+    grid = (triton.cdiv(t, cfg.block_m), triton.cdiv(geom.k, cfg.block_n), a * a // cfg.block_p)
     _k._batched_gemm_kernel[grid](
         v, u, prod, t, geom.c, geom.k,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, BLOCK_P=cfg.block_p,
         INPUT_PRECISION=input_precision, INT64=int64, UPCAST=upcast_dot(x.dtype),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     grid = (triton.cdiv(t, cfg.xform_t), triton.cdiv(geom.k, cfg.xform_c))
@@ -320,8 +321,9 @@ _DT = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 def static_specs() -> list[StaticSpec]:
-    """Every kernel x config x dtype (x m for the transforms), 32-bit offsets, with the
-    16-divisibility a launch on a typical layer (C, K, strides multiples of 16) specializes."""
+    """Every kernel x config x dtype (x m for the transforms) with 32-bit offsets, plus the
+    64-bit-offset variants of the default configs in fp16; with the 16-divisibility a launch on a
+    typical layer (C, K, strides multiples of 16) specializes."""
     typical = (ConvGeometry(1, 64, 24, 24, 32, 3, 3), ConvGeometry(8, 256, 56, 56, 256, 3, 3),
                ConvGeometry(32, 64, 56, 56, 64, 3, 3))
     defaults = {default_config(g, m) for g in typical for m in MATRICES}
@@ -332,40 +334,40 @@ def static_specs() -> list[StaticSpec]:
         specs[name] = StaticSpec(name, fn, signature, const, warps, stages, default, tc,
                                  divisible_by_16=tuple(divisible))
 
+    fk, fc, fw = FILTER_BLOCK
     for dtype, ptr in _PTR.items():
         dt = _DT[dtype]
         for m in MATRICES:
-            (at_rows, at_first), (g_rows, g_first), (bt_rows, bt_first) = _CONSTEXPR[m]
-            a = m + 2
-            fk, fc, fw = FILTER_BLOCK
+            g_rows, g_first = _CONSTEXPR[m][1]
             add(f"conv.winograd.filter_f{m}/{dt}/X{fk}x{fc}-w{fw}", _k._filter_transform_kernel,
                 {"g_ptr": ptr, "u_ptr": ptr}, ("K", "C", "sgk", "sgc", "sgr", "sgs"),
-                {"G": g_rows, "G_FIRST": g_first, "A": a, "BLOCK_K": fk, "BLOCK_C": fc, "EMULATE_RNE": False}, fw, 1, True,
-                ("g_ptr", "u_ptr", "K", "C"))
-        for cfg in CONFIGS:
+                {"G": g_rows, "G_FIRST": g_first, "A": m + 2, "BLOCK_K": fk, "BLOCK_C": fc, "EMULATE_RNE": False},
+                fw, 1, True, ("g_ptr", "u_ptr", "K", "C"))
+        for cfg, int64 in [(c, False) for c in CONFIGS] + [(c, True) for c in CONFIGS if c in defaults]:
+            if int64 and dtype != torch.float16:
+                continue
             is_default = cfg in defaults
-            add(f"conv.winograd.gemm/{dt}/BM{cfg.block_m}-BN{cfg.block_n}-BK{cfg.block_k}"
-                f"-w{cfg.num_warps}-s{cfg.num_stages}", _k._batched_gemm_kernel,
+            suffix = "-i64" if int64 else ""
+            add(f"conv.winograd.gemm/{dt}/BM{cfg.block_m}-BN{cfg.block_n}-BK{cfg.block_k}-P{cfg.block_p}"
+                f"-w{cfg.num_warps}-s{cfg.num_stages}{suffix}", _k._batched_gemm_kernel,
                 {"v_ptr": ptr, "u_ptr": ptr, "m_ptr": "*fp32"}, ("T", "C", "K"),
-                {"BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n, "BLOCK_K": cfg.block_k,
-                 "INPUT_PRECISION": "ieee", "INT64": False, "UPCAST": False},
+                {"BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n, "BLOCK_K": cfg.block_k, "BLOCK_P": cfg.block_p,
+                 "INPUT_PRECISION": "ieee", "INT64": int64, "UPCAST": False},
                 cfg.num_warps, cfg.num_stages, is_default, ("v_ptr", "u_ptr", "m_ptr", "C", "K"),
                 tc=dtype != torch.float32)
-            xf = f"X{cfg.xform_t}x{cfg.xform_c}-w{cfg.xform_warps}"
+            xf = f"X{cfg.xform_t}x{cfg.xform_c}-w{cfg.xform_warps}{suffix}"
             for m in MATRICES:
                 (at_rows, at_first), _, (bt_rows, bt_first) = _CONSTEXPR[m]
-                a = m + 2
                 add(f"conv.winograd.input_f{m}/{dt}/{xf}", _k._input_transform_kernel,
-                    {"x_ptr": ptr, "v_ptr": ptr}, ("C", "H", "W", "T", "TH", "TW", "pad_top", "pad_left",
-                                                   "sxn", "sxc", "sxh", "sxw"),
-                    {"BT": bt_rows, "BT_FIRST": bt_first, "M": m, "A": a, "BLOCK_T": cfg.xform_t,
-                     "BLOCK_C": cfg.xform_c, "INT64": False, "EMULATE_RNE": False}, cfg.xform_warps, 1, is_default,
-                    ("x_ptr", "v_ptr", "C", "sxn"))
+                    {"x_ptr": ptr, "v_ptr": ptr},
+                    ("C", "H", "W", "T", "TH", "TW", "pad_top", "pad_left", "sxn", "sxc", "sxh", "sxw"),
+                    {"BT": bt_rows, "BT_FIRST": bt_first, "M": m, "A": m + 2, "BLOCK_T": cfg.xform_t,
+                     "BLOCK_C": cfg.xform_c, "INT64": int64, "EMULATE_RNE": False},
+                    cfg.xform_warps, 1, is_default, ("x_ptr", "v_ptr", "C", "sxn"))
                 add(f"conv.winograd.output_f{m}/{dt}/{xf}", _k._output_transform_kernel,
                     {"m_ptr": "*fp32", "bias_ptr": ptr, "y_ptr": ptr},
                     ("K", "P", "Q", "T", "TH", "TW", "syn", "syk", "syp", "syq"),
-                    {"AT": at_rows, "AT_FIRST": at_first, "M": m, "A": a, "BLOCK_T": cfg.xform_t,
-                     "BLOCK_K": cfg.xform_c, "HAS_BIAS": True, "INT64": False,
-                     "EMULATE_RNE": False}, cfg.xform_warps, 1,
-                    is_default, ("m_ptr", "y_ptr", "K", "syn"))
+                    {"AT": at_rows, "AT_FIRST": at_first, "M": m, "A": m + 2, "BLOCK_T": cfg.xform_t,
+                     "BLOCK_K": cfg.xform_c, "HAS_BIAS": True, "INT64": int64, "EMULATE_RNE": False},
+                    cfg.xform_warps, 1, is_default, ("m_ptr", "y_ptr", "K", "syn"))
     return list(specs.values())

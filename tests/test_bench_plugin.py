@@ -1,0 +1,74 @@
+"""pytest-benchmark integration: ``benchmarks/`` cells run as benchmarks, and
+``--benchmark-autosave`` / ``--benchmark-compare`` / ``--benchmark-compare-fail`` work on them.
+
+Runs pytest in a subprocess on two small CPU cells (numpy and torch), as a user would."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suites import bench_plugin
+
+ROOT = Path(__file__).resolve().parents[1]
+SELECT = ["benchmarks/test_bench_quick.py", "--bench-ops", "conv2d", "--bench-shapes", "1x1",
+          "--bench-backends", "numpy,torch", "--bench-dtypes", "fp64", "--bench-layouts", "nchw",
+          "-k", "im2col or vendor", "--benchmark-max-time=0.02", "--benchmark-min-rounds=5",
+          "-p", "no:cacheprovider", "-q"]
+
+
+def _pytest(*args):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "pytest", *SELECT, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_autosave_compare_and_compare_fail(tmp_path):
+    storage = f"file://{tmp_path}"
+    first = _pytest("--benchmark-autosave", f"--benchmark-storage={storage}")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert "2 passed" in first.stdout
+    saved = sorted(tmp_path.rglob("*.json"))
+    assert len(saved) == 1
+    data = json.loads(saved[0].read_text())
+    names = sorted(b["name"] for b in data["benchmarks"])
+    assert len(names) == 2 and any("numpy:im2col" in n for n in names) and any("torch:vendor" in n for n in names)
+    assert all(b["options"]["timer"].endswith("synced_perf_counter") for b in data["benchmarks"])
+
+    same = _pytest(f"--benchmark-storage={storage}", "--benchmark-compare",
+                   "--benchmark-compare-fail=median:1000%")
+    assert same.returncode == 0, same.stdout[-3000:]
+    assert "NOW" in same.stdout and "0001" in same.stdout  # the comparison table against run 0001
+
+    for b in data["benchmarks"]:  # make the saved baseline 10x faster: now every cell regressed
+        for stat in ("min", "max", "mean", "median", "q1", "q3"):
+            b["stats"][stat] /= 10
+    saved[0].write_text(json.dumps(data))
+    slow = _pytest(f"--benchmark-storage={storage}", "--benchmark-compare",
+                   "--benchmark-compare-fail=median:5%")
+    assert slow.returncode != 0
+    assert "Performance has regressed" in slow.stdout + slow.stderr
+
+
+def test_synced_timer_is_a_clock():
+    a = bench_plugin.synced_perf_counter()
+    b = bench_plugin.synced_perf_counter()
+    assert b >= a
+
+
+@pytest.mark.gpu
+def test_synced_timer_waits_for_the_gpu():
+    import torch
+
+    x = torch.randn(4096, 4096, device="cuda")
+    torch.cuda.synchronize()
+    t0 = bench_plugin.synced_perf_counter()
+    for _ in range(20):
+        x = x @ x / 4096
+    launched = __import__("time").perf_counter() - t0
+    waited = bench_plugin.synced_perf_counter() - t0
+    assert waited > launched  # the synced read includes the queued matmuls

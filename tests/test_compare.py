@@ -1,0 +1,161 @@
+"""``convbench compare``: per-cell verdicts from raw samples (Mann-Whitney U + effect size + BH FDR),
+correctness changes, one-sided cells, output formats and exit status.  Synthetic samples with a
+fixed seed keep every verdict deterministic; a real A/A pair through the runner is in
+``tests/test_calibrate.py``."""
+
+import json
+
+import numpy as np
+import pytest
+
+from reports import compare as C
+from suites import cli
+from suites.records import Record, ResultStore
+
+N_CELLS = 12
+
+
+def _record(i, samples, **kw):
+    d = dict(suite="quick", op="conv2d", algorithm="vendor", backend="torch" if i % 2 else "numpy",
+             shape=f"n1-c16-{8 + i}x{8 + i}-k16-3x3-s1-p1", dtype="fp32", layout="nchw", status="ok",
+             passed=True, max_rel_err=1e-7, samples_ms=[float(x) for x in samples],
+             p50_ms=float(np.median(samples)) if len(samples) else None)
+    d.update(kw)
+    return Record.from_dict(d)
+
+
+def _run(seed, n=25, cv=0.04, slow=None):
+    """One synthetic run: N_CELLS cells, lognormal timing noise; ``slow={i: factor}``."""
+    rng = np.random.default_rng(seed)
+    slow = slow or {}
+    return [_record(i, (0.5 + 0.1 * i) * slow.get(i, 1.0) * rng.lognormal(0.0, cv, n)) for i in range(N_CELLS)]
+
+
+def _scaled(records, i, factor):
+    """``records`` with cell ``i``'s samples multiplied by ``factor`` (the same draws otherwise)."""
+    out = list(records)
+    r = out[i]
+    out[i] = _record(i, np.asarray(r.samples_ms) * factor)
+    return out
+
+
+def _write(tmp_path, name, records):
+    store = ResultStore(tmp_path / name)
+    store.start([])
+    store.rewrite(records)
+    return tmp_path / name
+
+
+def test_aa_runs_are_not_regressions(tmp_path, capsys):
+    base, new = _write(tmp_path, "a", _run(1)), _write(tmp_path, "b", _run(2))
+    assert cli.main(["compare", str(base), str(new)]) == 0
+    out = capsys.readouterr().out
+    assert "OK: no significant slowdown" in out
+    cmp = C.compare_paths(base, new)
+    assert not any(c.verdict in ("SLOWER", "FASTER") for c in cmp.cells)
+    assert 0.97 < cmp.geomean() < 1.03
+
+
+def test_thirty_percent_slower_cell_fails_and_is_named(tmp_path, capsys):
+    a = _run(1)
+    b = _scaled(_run(2), 5, 1.3)
+    base, new = _write(tmp_path, "a", a), _write(tmp_path, "b", b)
+    assert cli.main(["compare", str(base), str(new), "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    slow = [c["key"] for c in doc["cells"] if c["verdict"] == "SLOWER"]
+    assert slow == [a[5].key]
+    assert doc["failed"] and [c["key"] for c in doc["cells"] if c["regression"]] == slow
+
+
+def test_two_percent_slower_cell_is_not_a_regression(tmp_path):
+    a = _run(1, n=200, cv=0.02)
+    b = _scaled(a, 5, 1.02)  # a real, significant, but small shift
+    cmp = C.compare(a, b)
+    cell = next(c for c in cmp.cells if c.key == a[5].key)
+    assert cell.ratio == pytest.approx(1.02)
+    assert cell.verdict in ("SAME", "UNSURE") and not cmp.failed
+    # with a 1% threshold the same change is called
+    assert next(c for c in C.compare(a, b, threshold=0.01).cells if c.key == a[5].key).verdict == "SLOWER"
+
+
+def test_faster_same_and_unsure_verdicts():
+    a = _run(3, n=40, cv=0.02)
+    b = _scaled(_scaled(a, 0, 0.7), 1, 1.0)
+    med = np.median(a[2].samples_ms)  # a large change in the median, but wildly noisy samples
+    b[2] = _record(2, med * np.array([0.5, 0.9, 1.6, 1.7, 1.8]))
+    cmp = {c.key: c for c in C.compare(a, b).cells}
+    assert cmp[a[0].key].verdict == "FASTER"
+    assert cmp[a[1].key].verdict == "SAME" and cmp[a[1].key].ci_lo <= 1.0 <= cmp[a[1].key].ci_hi
+    assert cmp[a[2].key].verdict == "UNSURE"
+
+
+def test_correctness_changes(tmp_path, capsys):
+    a = _run(1)
+    b = list(_run(2))
+    b[0] = _record(0, b[0].samples_ms, passed=False, status="fail", message="max rel err 3e-2 > tol")
+    b[1] = _record(1, b[1].samples_ms, max_rel_err=5e-5)       # 500x worse, still passing
+    b[2] = _record(2, b[2].samples_ms, max_rel_err=8e-7)       # 8x: within the 10x allowance
+    cmp = {c.key: c for c in C.compare(a, b).cells}
+    assert cmp[a[0].key].correctness == "LOST" and cmp[a[0].key].regression
+    assert cmp[a[1].key].correctness == "ERR_GREW" and "500x" in cmp[a[1].key].note
+    assert cmp[a[2].key].correctness == ""
+    back = {c.key: c for c in C.compare(b, a).cells}
+    assert back[a[0].key].correctness == "FIXED" and not back[a[0].key].regression
+    assert cli.main(["compare", str(_write(tmp_path, "a", a)), str(_write(tmp_path, "b", b))]) == 1
+    assert "LOST" in capsys.readouterr().out
+
+
+def test_untimed_cells_are_compared_on_correctness_only():
+    a = [_record(0, [], backend="triton-interpret"), _record(1, [], backend="triton-interpret")]
+    b = [_record(0, [], backend="triton-interpret"),
+         _record(1, [], backend="triton-interpret", passed=False, status="fail")]
+    cmp = C.compare(a, b)
+    assert [c.verdict for c in cmp.cells] == ["UNTIMED", "UNTIMED"]
+    assert [c.correctness for c in cmp.cells] == ["", "LOST"] and cmp.failed
+    assert cmp.geomean() is None
+
+
+def test_cells_in_one_run_only_are_listed(tmp_path):
+    a, b = _run(1), _run(2)
+    extra = _record(99, [1.0, 1.1, 0.9])
+    cmp = C.compare(a + [extra], b[1:])
+    assert cmp.only_base == sorted([a[0].key, extra.key]) and cmp.only_new == []
+    text = C.render(cmp)
+    assert f"2 cell(s) only in base: {', '.join(sorted([a[0].key, extra.key]))}" in text
+    assert not cmp.failed
+
+
+def test_markdown_report_file(tmp_path, capsys):
+    base, new = _write(tmp_path, "a", _run(1)), _write(tmp_path, "b", _scaled(_run(2), 3, 1.5))
+    out = tmp_path / "report.md"
+    assert cli.main(["compare", str(base / "results.jsonl"), str(new), "--format", "markdown",
+                     "--out", str(out), "--show", "changed"]) == 1
+    text = out.read_text()
+    assert text.startswith("# convbench compare") and "| SLOWER" in text and "geometric mean" in text
+    assert "FAIL: 1 regression(s)" in capsys.readouterr().err
+
+
+def test_benjamini_hochberg_matches_the_textbook_procedure():
+    p = [0.01, 0.04, 0.03, 0.005, 0.5]
+    q = C.benjamini_hochberg(p)
+    # sorted p: .005 .01 .03 .04 .5 -> p*m/rank: .025 .025 .05 .05 .5, monotone from the top
+    assert q == pytest.approx([0.025, 0.05, 0.05, 0.025, 0.5])
+    assert C.benjamini_hochberg([]) == []
+
+
+def test_ratio_ci_covers_the_true_shift():
+    rng = np.random.default_rng(7)
+    base, new = rng.lognormal(0, 0.05, 60), 1.1 * rng.lognormal(0, 0.05, 60)
+    lo, hi = C.ratio_ci(base, new)
+    assert lo < 1.1 < hi and hi - lo < 0.06
+    lo, hi = C.ratio_ci(rng.lognormal(0, 0.1, 5000), rng.lognormal(0, 0.1, 5000))  # thinned, still valid
+    assert lo < 1.0 < hi
+
+
+def test_bad_inputs(tmp_path, capsys):
+    assert cli.main(["compare", str(tmp_path / "nope"), str(tmp_path / "nope2")]) == 2
+    assert "no results at" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="threshold"):
+        C.compare([], [], threshold=-1)
+    with pytest.raises(ValueError, match="alpha"):
+        C.compare([], [], alpha=0)
