@@ -168,7 +168,7 @@ def _inverse_kernel(
     if INT64:
         tile = tile.to(tl.int64)
         k = k.to(tl.int64)
-        T = T.to(tl.int64)
+        T = tl.cast(T, tl.int64)  # not T.to(): T == 1 arrives as a constant
     k_ok = k < K
     ii = tl.arange(0, F)
     # load as [k, v, u]; v > F/2 is absent (zero); weights 1, 2, ..., 2, 1 fold in the mirror half

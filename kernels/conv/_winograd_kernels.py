@@ -49,7 +49,7 @@ def _input_transform_kernel(
     if INT64:
         t = t.to(tl.int64)
         c = c.to(tl.int64)
-        T = T.to(tl.int64)
+        T = tl.cast(T, tl.int64)  # not T.to(): T == 1 arrives as a constant
     tw = t % TW
     th = (t // TW) % TH
     n = t // (TW * TH)
@@ -157,7 +157,7 @@ def _batched_gemm_kernel(
     if INT64:
         first = first.to(tl.int64)
         rm = rm.to(tl.int64)
-        T = T.to(tl.int64)
+        T = tl.cast(T, tl.int64)  # not T.to(): T == 1 arrives as a constant
     rk = tl.arange(0, BLOCK_K)
     m_ok = (rm < T)[:, None]
     n_ok = (rn < K)[None, :]
@@ -208,7 +208,7 @@ def _output_transform_kernel(
     if INT64:
         t = t.to(tl.int64)
         k = k.to(tl.int64)
-        T = T.to(tl.int64)
+        T = tl.cast(T, tl.int64)  # not T.to(): T == 1 arrives as a constant
     ok = (t < T)[:, None] & (k < K)[None, :]
     src = m_ptr + t[:, None] * K + k[None, :]
     mv = ()
