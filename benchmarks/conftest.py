@@ -11,6 +11,10 @@ def pytest_addoption(parser):
     bench_plugin.add_options(parser)
 
 
+def pytest_configure(config):
+    bench_plugin.configure(config)
+
+
 def pytest_generate_tests(metafunc):
     if "cell" in metafunc.fixturenames:
         cells = bench_plugin.cells_from_options(metafunc.config)

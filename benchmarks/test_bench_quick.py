@@ -7,6 +7,7 @@ read when CUDA is in use), so ``--benchmark-autosave``, ``--benchmark-compare`` 
 """
 
 import pytest
+import torch
 
 from suites.bench_plugin import prepare_checked, synced_perf_counter
 
@@ -15,5 +16,6 @@ from suites.bench_plugin import prepare_checked, synced_perf_counter
 def test_cell(benchmark, cell):
     fn, _device = prepare_checked(cell)
     benchmark.extra_info.update(op=cell.op, shape=cell.shape, backend=cell.backend,
-                                algorithm=cell.algorithm, dtype=cell.dtype, layout=cell.layout)
+                                algorithm=cell.algorithm, dtype=cell.dtype, layout=cell.layout,
+                                torch_threads=torch.get_num_threads())
     benchmark(fn)

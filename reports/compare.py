@@ -46,7 +46,7 @@ class CellComparison:
     ci_hi: float | None = None
     p: float | None = None
     q: float | None = None
-    correctness: str = ""           # "", "LOST", "ERR_GREW", "FIXED", "STILL_FAILING", "NOW_SKIPPED"
+    correctness: str = ""           # see correctness_change
     note: str = ""
 
     @property
@@ -168,12 +168,15 @@ def _failing(rec) -> bool:
 
 
 def correctness_change(base, new, *, err_growth: float = 10.0, err_floor: float = 1e-9) -> tuple[str, str]:
-    """("LOST" | "ERR_GREW" | "FIXED" | "STILL_FAILING" | "NOW_SKIPPED" | "", explanation)."""
+    """("LOST" | "ERR_GREW" | "FIXED" | "STILL_FAILING" | "NOW_FAILING" | "NOW_SKIPPED" | "",
+    explanation).  Only LOST (passing -> failing) and ERR_GREW fail a comparison."""
     b_fail, n_fail = _failing(base), _failing(new)
     b_status, n_status = _get(base, "status"), _get(new, "status")
     if n_fail and not b_fail and b_status != "skipped":
         why = _get(new, "message") or f"passed={_get(new, 'passed')}"
         return "LOST", f"{b_status} -> {n_status}: {why}"[:200]
+    if n_fail and not b_fail:  # it did not run before (skipped): a new failure, not a lost pass
+        return "NOW_FAILING", f"{b_status} -> {n_status}: {_get(new, 'message') or ''}"[:200]
     if b_fail and n_fail:
         return "STILL_FAILING", f"{b_status} -> {n_status}"
     if b_fail and not n_fail:

@@ -14,11 +14,13 @@ PY=${PYTHON:-}
 if [ -z "$PY" ]; then
     if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
+# (not `python -m suites.cli`: that runs the CLI as __main__, a second copy of the module)
+convbench() { "$PY" -c 'import sys; from suites.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
 version=$("$PY" -c "import triton; print(triton.__version__)")
 baseline="reports/static/baseline-triton${version}.json"
 if [ "${1:-}" = "--update" ]; then
     shift
-    "$PY" -m suites.cli static --target sm_80,sm_90 --format json --out "$baseline" -q "$@"
+    convbench static --target sm_80,sm_90 --format json --out "$baseline" -q "$@"
     echo "static gate: wrote $baseline"
     exit 0
 fi
@@ -26,4 +28,4 @@ if [ ! -f "$baseline" ]; then
     echo "static gate: no baseline for triton $version ($baseline); create it with $0 --update" >&2
     exit 1
 fi
-exec "$PY" -m suites.cli static --target sm_80,sm_90 --compare "$baseline" -q "$@"
+convbench static --target sm_80,sm_90 --compare "$baseline" -q "$@"

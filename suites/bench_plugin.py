@@ -48,6 +48,9 @@ def add_options(parser) -> None:
     g.addoption("--bench-dtypes", default=None, help="comma list of dtypes (default: this machine's defaults)")
     g.addoption("--bench-layouts", default=None, help="comma list: nchw, nhwc (default both)")
     g.addoption("--bench-shapes", default=None, help="comma list of shape/label substrings")
+    g.addoption("--bench-threads", type=int, default=None,
+                help="torch CPU threads (default: the runner's rule, 1 on a busy machine); fix it to "
+                     "compare runs")
 
 
 def _split(value):
@@ -84,6 +87,13 @@ def cell_id(cell) -> str:
 
 
 _INPUTS: dict = {}
+
+
+def configure(config) -> None:
+    """Session set-up: torch's CPU threads as the runner sets them (or ``--bench-threads``)."""
+    from .runner import configure_threads
+
+    configure_threads(config.getoption("--bench-threads"))
 
 
 def prepare_checked(cell, seed: int = 0):

@@ -2,18 +2,25 @@
 
 Each :class:`kernels._static_spec.StaticSpec` is compiled with
 ``triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", cc, 32))`` for
-sm_80 and sm_90 on the CPU, and the cubin is read with the ``cuobjdump`` bundled in the Triton
-wheel (:mod:`suites.sass`): registers, spill bytes and stack frame, shared memory (Triton's
-dynamic allocation plus any static), SASS instruction count and tensor-core instructions.
-These numbers are deterministic for a Triton/ptxas version, so they make a GPU-free regression
-gate (:mod:`suites.static_compare`).
+sm_80 and sm_90 on the CPU, and the cubin is read with the tools bundled in the Triton wheel
+(:mod:`suites.sass`): registers, stack frame and static shared memory (``cuobjdump -res-usage``),
+spill bytes, SASS instruction count and tensor-core instructions (``nvdisasm``), plus Triton's
+shared memory allocation and the Triton and ptxas versions.  These numbers are deterministic for
+a Triton/ptxas version, so they make a GPU-free regression gate (:mod:`suites.static_compare`).
 
-API: :func:`analyse` (one spec, one target) and :func:`analyse_all` (many), both used by the
-``convbench static`` CLI and by the kernel tests.  Compiles run in worker subprocesses with
-``TRITON_INTERPRET`` unset (:mod:`suites.static_worker`).  Results are cached on disk under a
-key of what the compile sees (kernel, signature, constexprs, warps, stages, target), the Triton
-and ptxas versions and a digest of the kernel's module and the first-party modules it imports,
-so the CLI and the tests share one compile and an edit recompiles only what it can affect; specs that compile identically under different names are compiled once.
+API, used by the ``convbench static`` CLI and by the kernel tests::
+
+    from suites import static
+    r = static.analyse(spec, "sm_90")          # one spec, one target -> StaticResult
+    rs = static.analyse_all(["sm_80", "sm_90"])  # every kernels.static_specs() entry
+
+Compiles run in worker subprocesses with ``TRITON_INTERPRET`` unset (:mod:`suites.static_worker`),
+so this works from a test session that runs the interpreter.  Results are cached on disk
+(``$CONVBENCH_CACHE_DIR`` or ``~/.cache/convbench``) under a key of what the compile sees (kernel,
+signature, constexprs, warps, stages, target), the Triton and ptxas versions and a digest of the
+kernel's module and the first-party modules it imports, so the CLI and the tests share one
+compile and an edit recompiles only what it can affect; specs that compile identically under
+different names are compiled once.
 """
 
 from __future__ import annotations
@@ -283,7 +290,40 @@ def analyse_all(targets: Iterable = ("sm_80", "sm_90"), specs: Sequence | None =
     if jobs is not None and jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     jobs = jobs or os.cpu_count() or 1
+    results = _analyse(specs, ccs, jobs, cache, None, compile_missing=False)
+    if any(r is None for r in results):
+        with _cache_lock(cache):  # concurrent callers (pytest-xdist workers) compile once, not twice
+            return _analyse(specs, ccs, jobs, cache, progress, compile_missing=True)
+    for r in results if progress else ():
+        progress(r)
+    return results
 
+
+@contextlib.contextmanager
+def _cache_lock(enabled: bool):
+    """An exclusive lock on the cache folder, so that a second process waits and then finds
+    the first one's results instead of compiling the same kernels alongside it."""
+    if not enabled:
+        yield
+        return
+    try:
+        import fcntl
+
+        os.makedirs(cache_dir(), exist_ok=True)
+        handle = open(os.path.join(cache_dir(), ".lock"), "w")
+    except (ImportError, OSError):  # no locking here: correct, only possibly duplicated work
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _analyse(specs, ccs, jobs, cache, progress, compile_missing: bool) -> list:
+    """Results from the cache and, with ``compile_missing``, compiles of the rest (else None)."""
     results: dict = {}          # (spec index, cc) -> result
     pending: dict = {}          # compile identity -> (spec, {cc: cache key}, [spec indices])
     for i, spec in enumerate(specs):
@@ -301,6 +341,8 @@ def analyse_all(targets: Iterable = ("sm_80", "sm_90"), specs: Sequence | None =
             if i not in entry[2]:
                 entry[2].append(i)
 
+    if not compile_missing and pending:
+        return [results.get((i, cc)) for i in range(len(specs)) for cc in ccs]
     fresh = []
 
     def compiled(ident, batch):

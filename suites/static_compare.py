@@ -144,12 +144,20 @@ def render(cmp: StaticComparison, fmt: str = "table") -> str:
     return "\n".join(lines) + "\n"
 
 
+def dump_document(doc: dict) -> str:
+    """JSON with one result per line, so a baseline's diff shows which kernels changed."""
+    head = {k: v for k, v in doc.items() if k != "results"}
+    lines = ",\n".join("  " + json.dumps(r, sort_keys=True) for r in doc["results"])
+    text = json.dumps(head, indent=1, sort_keys=True)
+    return text[:-2] + ',\n "results": [\n' + lines + "\n ]\n}\n"
+
+
 def render_results(results, fmt: str = "table", targets=("sm_80", "sm_90")) -> str:
     """The ``convbench static`` listing (without ``--compare``)."""
     from .static import to_document
 
     if fmt == "json":
-        return json.dumps(to_document(results, targets), indent=1, sort_keys=True) + "\n"
+        return dump_document(to_document(results, targets))
     from tabulate import tabulate
 
     rows = []

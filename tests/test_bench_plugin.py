@@ -16,12 +16,14 @@ from suites import bench_plugin
 ROOT = Path(__file__).resolve().parents[1]
 SELECT = ["benchmarks/test_bench_quick.py", "--bench-ops", "conv2d", "--bench-shapes", "1x1",
           "--bench-backends", "numpy,torch", "--bench-dtypes", "fp64", "--bench-layouts", "nchw",
-          "-k", "im2col or vendor", "--benchmark-max-time=0.02", "--benchmark-min-rounds=5",
+          "-k", "im2col or vendor", "--bench-threads", "1", "--benchmark-max-time=0.02", "--benchmark-min-rounds=5",
           "-p", "no:cacheprovider", "-q"]
 
 
 def _pytest(*args):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    # a clean session: no interpreter, and no PYTEST_XDIST_WORKER (under which pytest-benchmark
+    # disables itself) when this test runs inside an xdist worker
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET" and not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "pytest", *SELECT, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from reports import compare as C
-from suites import cli, regress
+from suites import calibrate, cli
 from suites.records import Record, ResultStore
 
 SELECTION = ["--ops", "conv2d", "--shapes", "1x1", "--backends", "numpy,torch", "--max-time", "0.05",
@@ -83,14 +83,14 @@ def _run(ratios, seed=0, n=30):
 def test_calibration_arithmetic():
     a = _run([1.0, 1.0, 1.0, 1.0], seed=1)
     b = _run([1.0, 1.0, 1.0, 1.25], seed=2)  # one cell drifted by 25%: one false alarm of four
-    cal = regress.calibration([a, b])
+    cal = calibrate.calibration([a, b])
     assert cal["timed_cells"] == 4 and cal["false_alarms"] == 1 and cal["false_alarm_rate"] == 0.25
     assert cal["noise_band"]["max"] == pytest.approx(max(cal["per_cell_max"].values()))
     assert 0.23 < cal["noise_band"]["max"] < 0.27
     assert cal["suggested_threshold"] == math.ceil(100 * cal["noise_band"]["max"]) / 100
     # three runs: three pairs
-    assert len(regress.calibration([a, a, b])["pairs"]) == 3
-    text = regress.render_calibration(cal)
+    assert len(calibrate.calibration([a, a, b])["pairs"]) == 3
+    text = calibrate.render_calibration(cal)
     assert "25.00%" in text and "suggested --threshold" in text
 
 
