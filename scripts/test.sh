@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
-# Set up .venv (pinned CPU working set) and run the whole test suite.
-# Triton kernels run under the interpreter (TRITON_INTERPRET=1, set in tests/conftest.py).
-set -euo pipefail
+# Set up .venv (pinned CPU working set), run the GPU-free static performance gate, then the tests.
+#
+# 1. scripts/static_gate.sh compiles every Triton kernel config for sm_80 and sm_90 on the CPU
+#    and compares registers/spills/shared memory/tensor-core use with reports/static/.
+#    It runs first so tests/test_static.py finds every compile in the result cache.
+# 2. pytest over tests/ (Triton kernels under TRITON_INTERPRET=1, set in tests/conftest.py).
+# The exit status is non-zero when either step fails; pytest's summary is the last output.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
-exec .venv/bin/python -m pytest -q -n 2 "$@"
+./scripts/setup.sh || exit $?
+gate=0
+./scripts/static_gate.sh || gate=$?
+.venv/bin/python -m pytest -q -n 2 "$@"
+tests=$?
+if [ "$gate" -ne 0 ]; then
+    echo "static gate FAILED (exit $gate): see the flags above; refresh the baseline with" \
+         "scripts/static_gate.sh --update only for an intended change" >&2
+fi
+[ "$tests" -ne 0 ] && exit "$tests"
+exit "$gate"

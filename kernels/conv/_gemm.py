@@ -72,7 +72,7 @@ CONFIGS: tuple[GemmConfig, ...] = (
     GemmConfig(128, 64, 32, 8, 4),     # K/g <= 64, fp32
     GemmConfig(64, 128, 32, 8, 3),     # few output pixels, many channels
     GemmConfig(64, 64, 32, 4, 3),      # small problems
-    GemmConfig(64, 32, 32, 2, 3, 4),   # K/g <= 32
+    GemmConfig(64, 32, 32, 4, 3, 4),   # K/g <= 32 (4 warps: one warpgroup, so wgmma on sm_90)
 )
 
 
