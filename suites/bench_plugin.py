@@ -49,8 +49,7 @@ def add_options(parser) -> None:
     g.addoption("--bench-layouts", default=None, help="comma list: nchw, nhwc (default both)")
     g.addoption("--bench-shapes", default=None, help="comma list of shape/label substrings")
     g.addoption("--bench-threads", type=int, default=None,
-                help="torch CPU threads (default: the runner's rule, 1 on a busy machine); fix it to "
-                     "compare runs")
+                help="torch CPU threads (default 1, as `convbench run`: comparable across runs)")
 
 
 def _split(value):

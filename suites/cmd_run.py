@@ -56,8 +56,8 @@ def register(sub) -> None:
     out.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no tables on stdout")
     out.add_argument("--seed", type=int, default=0, help="input seed offset")
     tim.add_argument("--threads", type=int, default=None,
-                     help="CPU threads for torch (default: torch's, or 1 when the machine is already busy: "
-                          "oversubscribed OpenMP threads spin and inflate CPU timings a thousandfold)")
+                     help="CPU threads for torch (default 1: runs stay comparable, and oversubscribed OpenMP "
+                          "threads on a busy machine spin and inflate CPU timings a thousandfold)")
     adv = p.add_argument_group("limits")
     adv.add_argument("--interpret-max-mflops", type=float, default=None,
                      help="skip interpreter cells above this many million operations (default 20)")

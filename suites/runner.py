@@ -46,7 +46,7 @@ class RunOptions:
     check_max_flops: float = 2e9
     measure_peaks: bool = True
     progress: bool = True
-    #: torch CPU threads; None: torch's default, or 1 when the machine is already busy
+    #: torch CPU threads; None: 1 (see configure_threads)
     threads: int | None = None
 
 
@@ -211,24 +211,18 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
 # a whole run
 # --------------------------------------------------------------------------------------------
 def configure_threads(requested: int | None) -> int:
-    """Set torch's CPU threads: ``requested``, or 1 on a busy machine (load average above half the
-    cores: oversubscribed OpenMP threads spin and inflate small CPU timings a thousandfold)."""
-    import os
+    """Set torch's CPU threads: ``requested``, else 1.
 
+    One thread by default so that two runs are configured alike (a regression comparison needs
+    that; a default that followed the machine's load would not be) and so that torch's OpenMP
+    threads cannot oversubscribe a busy machine, where they spin and inflate small CPU timings
+    a thousandfold.  ``--threads N`` measures multi-threaded CPU baselines; env.json records it.
+    """
     import torch
 
-    if requested is not None:
-        if requested <= 0:
-            raise ValueError(f"threads must be positive, got {requested}")
-        torch.set_num_threads(requested)
-    else:
-        cores = os.cpu_count() or 1
-        try:
-            load = os.getloadavg()[0]
-        except OSError:
-            load = 0.0
-        if cores > 1 and load > cores / 2:
-            torch.set_num_threads(1)
+    if requested is not None and requested <= 0:
+        raise ValueError(f"threads must be positive, got {requested}")
+    torch.set_num_threads(requested or 1)
     return torch.get_num_threads()
 
 
