@@ -12,6 +12,15 @@ Timing, per cell timed on both sides:
   interval lies within the threshold band; a large change without significance, or a wide
   interval, is UNSURE (more samples would decide it).
 
+Run-wide drift (``normalize="backend"``, the default): a machine that is simply faster or slower
+than it was (clock state, a noisy neighbour, thermal limits) shifts every cell of a backend by
+the same factor.  That common factor, the median over the backend's cells of the log ratio of
+medians, is divided out of the new samples before the per-cell tests, and reported; a cell is
+then judged by how it moved *relative to the rest of its run*.  With fewer than
+``MIN_CELLS_FOR_DRIFT`` timed cells in a backend nothing is divided out.  A real change common to
+every cell is therefore not a per-cell regression: it shows in the drift line (and fails the
+comparison only with ``fail_on_drift``); ``normalize="none"`` judges raw times.
+
 Correctness, per cell present on both sides (timed or not): passing -> failing/error is LOST;
 the max relative error growing more than ``err_growth`` times (10x, above ``err_floor``) is
 ERR_GREW; failing -> passing is FIXED.  Cells without samples (``samples_ms: []``, e.g. Triton
@@ -33,6 +42,8 @@ import numpy as np
 VERDICTS = ("SLOWER", "FASTER", "UNSURE", "SAME", "UNTIMED")
 FAILING_CORRECTNESS = ("LOST", "ERR_GREW")
 Z95 = 1.959963984540054
+NORMALIZE = ("backend", "none")
+MIN_CELLS_FOR_DRIFT = 5
 
 
 @dataclass
@@ -63,14 +74,23 @@ class Comparison:
     alpha: float = 0.05
     base_label: str = "base"
     new_label: str = "new"
+    normalize: str = "backend"
+    #: backend -> run-wide factor new/base divided out of the new samples (1.0: none)
+    drift: dict = field(default_factory=dict)
+    fail_on_drift: bool = False
 
     @property
     def regressions(self) -> list:
         return [c for c in self.cells if c.regression]
 
     @property
+    def drift_regressions(self) -> list:
+        """Backends whose whole run slowed beyond the threshold (only fail with fail_on_drift)."""
+        return [b for b, f in sorted(self.drift.items()) if f > 1.0 + self.threshold]
+
+    @property
     def failed(self) -> bool:
-        return bool(self.regressions)
+        return bool(self.regressions) or (self.fail_on_drift and bool(self.drift_regressions))
 
     def counts(self) -> dict:
         return {v: sum(c.verdict == v for c in self.cells) for v in VERDICTS}
@@ -193,15 +213,19 @@ def correctness_change(base, new, *, err_growth: float = 10.0, err_floor: float 
 # ------------------------------------------------------------------------------- compare
 def compare(base_records, new_records, *, threshold: float = 0.05, alpha: float = 0.05,
             err_growth: float = 10.0, err_floor: float = 1e-9,
-            base_label: str = "base", new_label: str = "new") -> Comparison:
+            base_label: str = "base", new_label: str = "new", normalize: str = "backend",
+            fail_on_drift: bool = False) -> Comparison:
     """Cell-by-cell comparison of two lists of records (or dicts with the same fields)."""
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0 (a fraction, 0.05 = 5%), got {threshold}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     base = {_key(r): r for r in base_records}
     new = {_key(r): r for r in new_records}
-    out = Comparison(threshold=threshold, alpha=alpha, base_label=base_label, new_label=new_label)
+    out = Comparison(threshold=threshold, alpha=alpha, base_label=base_label, new_label=new_label,
+                     normalize=normalize, fail_on_drift=fail_on_drift)
     out.only_base = sorted(set(base) - set(new))
     out.only_new = sorted(set(new) - set(base))
     timed = []
@@ -213,14 +237,18 @@ def compare(base_records, new_records, *, threshold: float = 0.05, alpha: float 
         cell.correctness, cell.note = correctness_change(b, n, err_growth=err_growth, err_floor=err_floor)
         bs, ns = _get(b, "samples_ms") or [], _get(n, "samples_ms") or []
         if bs and ns and not _failing(n) and not _failing(b):
-            cell.ratio = _median(ns) / _median(bs)
-            cell.p = mann_whitney_p(bs, ns)
-            cell.ci_lo, cell.ci_hi = ratio_ci(bs, ns)
             timed.append(cell)
         elif bool(bs) != bool(ns):
             cell.note = (cell.note + "; " if cell.note else "") + \
                 f"timed only in {base_label if bs else new_label}"
         out.cells.append(cell)
+    out.drift = run_drift(timed) if normalize == "backend" else {}
+    for cell in timed:
+        bs = np.asarray(_get(cell.base, "samples_ms"), float)
+        ns = np.asarray(_get(cell.new, "samples_ms"), float) / out.drift.get(_get(cell.new, "backend"), 1.0)
+        cell.ratio = _median(ns) / _median(bs)
+        cell.p = mann_whitney_p(bs, ns)
+        cell.ci_lo, cell.ci_hi = ratio_ci(bs, ns)
     hi = 1.0 + threshold
     for cell, q in zip(timed, benjamini_hochberg([c.p for c in timed])):
         cell.q = q
@@ -233,6 +261,16 @@ def compare(base_records, new_records, *, threshold: float = 0.05, alpha: float 
         else:
             cell.verdict = "UNSURE"
     return out
+
+
+def run_drift(cells) -> dict:
+    """backend -> exp(median over its cells of log(median new / median base)), for backends with
+    at least MIN_CELLS_FOR_DRIFT cells timed on both sides."""
+    logs: dict = {}
+    for c in cells:
+        ratio = _median(_get(c.new, "samples_ms")) / _median(_get(c.base, "samples_ms"))
+        logs.setdefault(_get(c.new, "backend"), []).append(math.log(ratio))
+    return {b: math.exp(float(np.median(v))) for b, v in logs.items() if len(v) >= MIN_CELLS_FOR_DRIFT}
 
 
 def compare_paths(base_path, new_path, **kw) -> Comparison:
@@ -279,13 +317,26 @@ def summary_lines(cmp: Comparison) -> list[str]:
             per = [f"{b} {cmp.geomean([c for c in cmp.cells if _get(c.new, 'backend') == b]):.3f}"
                    for b in backends]
             lines.append("  per backend: " + ", ".join(per))
+    if cmp.drift:
+        lines.append("run-wide drift new/base, divided out before the per-cell verdicts: "
+                     + ", ".join(f"{b} x{f:.3f}" for b, f in sorted(cmp.drift.items())))
+        if cmp.drift_regressions:
+            lines.append(f"WARNING: every {', '.join(cmp.drift_regressions)} cell moved together beyond the "
+                         f"{cmp.threshold:.0%} threshold: a slower machine or a change common to all cells"
+                         + (" (fails: --fail-on-drift)" if cmp.fail_on_drift else ""))
+    elif cmp.normalize == "none":
+        lines.append("raw times compared (no run-wide drift correction)")
     if cmp.only_base:
         lines.append(f"{len(cmp.only_base)} cell(s) only in {cmp.base_label}: " + ", ".join(cmp.only_base))
     if cmp.only_new:
         lines.append(f"{len(cmp.only_new)} cell(s) only in {cmp.new_label}: " + ", ".join(cmp.only_new))
     regs = cmp.regressions
-    lines.append(f"FAIL: {len(regs)} regression(s): " + ", ".join(c.key for c in regs) if regs
-                 else "OK: no significant slowdown beyond the threshold, no correctness lost")
+    if regs:
+        lines.append(f"FAIL: {len(regs)} regression(s): " + ", ".join(c.key for c in regs))
+    elif cmp.failed:
+        lines.append("FAIL: run-wide slowdown of " + ", ".join(cmp.drift_regressions))
+    else:
+        lines.append("OK: no significant slowdown beyond the threshold, no correctness lost")
     return lines
 
 
@@ -309,6 +360,7 @@ def render(cmp: Comparison, fmt: str = "terminal", show: str = "all") -> str:
 def to_dict(cmp: Comparison) -> dict:
     return {
         "failed": cmp.failed, "threshold": cmp.threshold, "alpha": cmp.alpha,
+        "normalize": cmp.normalize, "drift": cmp.drift,
         "geomean_ratio": cmp.geomean(), "counts": cmp.counts(),
         "only_base": cmp.only_base, "only_new": cmp.only_new,
         "cells": [{"key": c.key, "verdict": c.verdict, "correctness": c.correctness,

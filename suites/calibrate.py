@@ -65,14 +65,15 @@ def run_aa(out_dirs, *, interleave: bool = False, **selection) -> list:
     return runs
 
 
-def calibration(runs: list, *, threshold: float = 0.05, alpha: float = 0.05) -> dict:
+def calibration(runs: list, *, threshold: float = 0.05, alpha: float = 0.05,
+                normalize: str = "backend") -> dict:
     """False alarms and noise of every pair of identical runs (lists of records)."""
     from reports.compare import compare
 
     pairs, alarms, timed, logs = [], 0, 0, {}
     for i in range(len(runs)):
         for j in range(i + 1, len(runs)):
-            cmp = compare(runs[i], runs[j], threshold=threshold, alpha=alpha)
+            cmp = compare(runs[i], runs[j], threshold=threshold, alpha=alpha, normalize=normalize)
             cells = [c for c in cmp.cells if c.ratio is not None]
             bad = [c.key for c in cells if c.verdict in ("SLOWER", "FASTER")]
             alarms, timed = alarms + len(bad), timed + len(cells)
@@ -92,7 +93,8 @@ def calibration(runs: list, *, threshold: float = 0.05, alpha: float = 0.05) -> 
     return {"pairs": pairs, "timed_cells": timed, "false_alarms": alarms,
             "false_alarm_rate": alarms / timed if timed else None, "noise_band": band,
             "per_cell_max": {k: math.expm1(max(v)) for k, v in sorted(logs.items())},
-            "suggested_threshold": suggested, "threshold": threshold, "alpha": alpha}
+            "suggested_threshold": suggested, "threshold": threshold, "alpha": alpha,
+            "normalize": normalize}
 
 
 def render_calibration(cal: dict) -> str:

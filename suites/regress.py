@@ -125,6 +125,9 @@ def _add_stat_options(p) -> None:
     p.add_argument("--threshold", type=float, default=0.05,
                    help="minimum slowdown (ratio of medians - 1) to call a cell SLOWER")
     p.add_argument("--alpha", type=float, default=0.05, help="false discovery rate across cells")
+    p.add_argument("--normalize", choices=("backend", "none"), default="backend",
+                   help="divide each backend's run-wide drift (median ratio over its cells) out of the new "
+                        "samples before judging cells; 'none' judges raw times")
 
 
 def _register_compare(sub) -> None:
@@ -139,6 +142,8 @@ def _register_compare(sub) -> None:
     p.add_argument("new", type=Path, help="new run folder or results.jsonl")
     _add_stat_options(p)
     p.add_argument("--err-growth", type=float, default=10.0, help="flag a max relative error that grew this many times")
+    p.add_argument("--fail-on-drift", action="store_true",
+                   help="also exit 1 when a whole backend's run slowed beyond the threshold")
     p.add_argument("--format", choices=("terminal", "markdown", "json"), default="terminal")
     p.add_argument("--show", choices=("all", "changed"), default="all",
                    help="list every cell, or only those not SAME/untimed-and-unchanged")
@@ -152,7 +157,8 @@ def compare_command(args) -> int:
     _check_stat_options(args)
     try:
         cmp = compare.compare_paths(args.base, args.new, threshold=args.threshold, alpha=args.alpha,
-                                    err_growth=args.err_growth)
+                                    err_growth=args.err_growth, normalize=args.normalize,
+                                    fail_on_drift=args.fail_on_drift)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     _emit(compare.render(cmp, args.format, args.show), args.out)
@@ -212,7 +218,8 @@ def calibrate_command(args) -> int:
                          max_time=args.max_time, progress=sys.stderr.isatty())
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    text = render_calibration(calibration(records, threshold=args.threshold, alpha=args.alpha))
+    text = render_calibration(calibration(records, threshold=args.threshold, alpha=args.alpha,
+                                                 normalize=args.normalize))
     sys.stdout.write(text)
     if args.out is not None:
         (root / "calibration.md").write_text(text)

@@ -159,3 +159,35 @@ def test_bad_inputs(tmp_path, capsys):
         C.compare([], [], threshold=-1)
     with pytest.raises(ValueError, match="alpha"):
         C.compare([], [], alpha=0)
+
+
+def _all_scaled(records, factor, backend=None):
+    """Every cell (of ``backend``, or all) slowed by ``factor``: a slower machine."""
+    return [_record(i, np.asarray(r.samples_ms) * (factor if backend in (None, r.backend) else 1.0))
+            for i, r in enumerate(records)]
+
+
+def test_run_wide_drift_is_divided_out_and_reported():
+    base, new = _run(1), _all_scaled(_run(2), 1.3)
+    cmp = C.compare(base, new)
+    assert set(cmp.drift) == {"numpy", "torch"}
+    assert all(1.2 < f < 1.4 for f in cmp.drift.values()), cmp.drift
+    assert not any(c.verdict in ("SLOWER", "FASTER") for c in cmp.cells)
+    assert not cmp.failed
+    assert any("moved together" in line for line in C.summary_lines(cmp))
+    # the same drift fails when asked to, and raw times call every cell SLOWER
+    assert C.compare(base, new, fail_on_drift=True).failed
+    raw = C.compare(base, new, normalize="none")
+    assert raw.drift == {} and all(c.verdict == "SLOWER" for c in raw.cells)
+
+
+def test_cell_slowed_on_a_drifting_machine_is_still_named():
+    base = _run(1)
+    new = _scaled(_all_scaled(_run(2), 0.8), 3, 1.3)  # machine 20% faster, cell 3 30% slower
+    cmp = C.compare(base, new)
+    assert [c.key for c in cmp.regressions] == [C._key(new[3])]
+
+
+def test_normalize_is_validated():
+    with pytest.raises(ValueError, match="normalize"):
+        C.compare(_run(1), _run(2), normalize="global")
