@@ -517,9 +517,10 @@ def _spec(name, fn, names, ptrs, constexprs, num_warps, default, floats=()):
 
 
 def static_specs() -> list[StaticSpec]:
-    """Every config of the statistics and normalize kernels in each dtype (unit stride on the
-    elements, or on the rows for the channels_last configs), the other constexpr variants
-    (evaluation mode, 64-bit offsets) and both finalize variants."""
+    """The default configs (NCHW and channels_last) of the statistics and normalize kernels in fp32,
+    fp16 and bf16; every other config and the other constexpr variants (evaluation mode, 64-bit
+    offsets) once, in fp16; both finalize variants.  Unit stride on the elements, or on the rows
+    for the channels_last configs."""
     specs = []
     stats_names = "x_ptr part_ptr A B I J sa sb si sj chunk splits"
     norm_names = "x_ptr y_ptr stats_ptr mean_ptr var_ptr w_ptr bias_ptr A B I J sa sb si sj wb wi wj eps"
@@ -530,12 +531,16 @@ def static_specs() -> list[StaticSpec]:
         for cfg in CONFIGS:
             unit = {"sb": 1} if cfg.block_b >= 32 else {"sj": 1}  # channels_last rows / NCHW elements
             default = cfg in (CONFIGS[0], CONFIGS[3])
+            if not default and dt != "fp16":
+                continue
             tile = dict(BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, **unit)
             specs.append(_spec(f"norm.stats/{dt}/{cfg}", _stats_kernel, stats_names, stats_ptrs,
                                dict(INT64=False, **tile), cfg.num_warps, default))
             ce = dict(RUNNING=False, HAS_W=True, HAS_BIAS=True, RELU=True, INT64=False, **tile)
             specs.append(_spec(f"norm.normalize/{dt}/{cfg}", _normalize_kernel, norm_names, norm_ptrs, ce,
                                cfg.num_warps, default, floats=("eps",)))
+        if dt != "fp16":
+            continue  # the other constexpr variants, on the default config: once, in fp16
         cfg = CONFIGS[0]
         tile = dict(BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, sj=1)
         specs.append(_spec(f"norm.stats/{dt}/{cfg}-i64", _stats_kernel, stats_names, stats_ptrs,

@@ -419,14 +419,19 @@ def _spec(name, fn, names, ptrs, constexprs, cfg, default, ones=()):
 
 
 def static_specs() -> list[StaticSpec]:
-    """Every config of every pooling kernel in each dtype (3x3 windows; NCHW unit strides for the
-    window pools, channels_last for adaptive, each layout's unit stride for global pooling)."""
+    """The default configs (window pools: the smallest block; global: the NCHW 7x7-head and the
+    channels_last tiles) in fp32, fp16 and bf16; every other config and constexpr variant (no
+    indices, count_include_pad, divisor, channels_last, 64-bit offsets) once in a 16-bit dtype:
+    fp16 (bf16 for global pooling).  Shapes: 3x3 windows; NCHW unit strides for the window pools,
+    channels_last for adaptive, each layout's unit stride for global pooling."""
     specs = []
     strides = "sxn sxc sxh sxw syn syc syp syq"
     for dt in _DTYPES:
         ptr = {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "idx_ptr": "*i64"}
         for cfg in CONFIGS:
             default = cfg == CONFIGS[0]
+            if not default and dt != "fp16":
+                continue
             names = f"x_ptr y_ptr idx_ptr total C H W P Q {strides} stride_h stride_w pad_h pad_w dil_h dil_w"
             ce = dict(KH=3, KW=3, HAS_INDICES=True, CHANNELS_LAST=False, INT64=False, BLOCK=cfg.block)
             specs.append(_spec(f"pool.max/{dt}/{cfg}", _max_pool_kernel, names, ptr, ce, cfg, default,
@@ -440,22 +445,26 @@ def static_specs() -> list[StaticSpec]:
             ce = dict(CHANNELS_LAST=True, INT64=False, BLOCK=cfg.block)
             specs.append(_spec(f"pool.adaptive/{dt}/{cfg}", _adaptive_avg_kernel, names, ptr, ce, cfg, default,
                                ones=("sxc", "syc")))
-        # the other constexpr variants a launch can pick, on the default config
-        cfg = CONFIGS[0]
-        names = f"x_ptr y_ptr idx_ptr total C H W P Q {strides} stride_h stride_w pad_h pad_w dil_h dil_w"
-        ce = dict(KH=2, KW=2, HAS_INDICES=False, CHANNELS_LAST=True, INT64=True, BLOCK=cfg.block)
-        specs.append(_spec(f"pool.max/{dt}/{cfg}-noidx-cl-i64", _max_pool_kernel, names, ptr, ce, cfg, False,
-                           ones=("sxc", "syc")))
-        names = f"x_ptr y_ptr total C H W P Q {strides} stride_h stride_w pad_h pad_w divisor"
-        for cip, div in ((False, False), (True, True)):
-            ce = dict(KH=2, KW=2, COUNT_INCLUDE_PAD=cip, HAS_DIVISOR=div, CHANNELS_LAST=True, INT64=True,
-                      BLOCK=cfg.block)
-            specs.append(_spec(f"pool.avg/{dt}/{cfg}-cip{int(cip)}-div{int(div)}-cl-i64", _avg_pool_kernel, names,
-                               ptr, ce, cfg, False, ones=("sxc", "syc")))
+        # the other constexpr variants a launch can pick, on the default config: once, in fp16
+        if dt == "fp16":
+            cfg = CONFIGS[0]
+            names = f"x_ptr y_ptr idx_ptr total C H W P Q {strides} stride_h stride_w pad_h pad_w dil_h dil_w"
+            ce = dict(KH=2, KW=2, HAS_INDICES=False, CHANNELS_LAST=True, INT64=True, BLOCK=cfg.block)
+            specs.append(_spec(f"pool.max/{dt}/{cfg}-noidx-cl-i64", _max_pool_kernel, names, ptr, ce, cfg, False,
+                               ones=("sxc", "syc")))
+            names = f"x_ptr y_ptr total C H W P Q {strides} stride_h stride_w pad_h pad_w divisor"
+            for cip, div in ((False, False), (True, True)):
+                ce = dict(KH=2, KW=2, COUNT_INCLUDE_PAD=cip, HAS_DIVISOR=div, CHANNELS_LAST=True, INT64=True,
+                          BLOCK=cfg.block)
+                specs.append(_spec(f"pool.avg/{dt}/{cfg}-cip{int(cip)}-div{int(div)}-cl-i64", _avg_pool_kernel,
+                                   names, ptr, ce, cfg, False, ones=("sxc", "syc")))
         for cfg in GLOBAL_CONFIGS:
+            default = cfg in (GLOBAL_CONFIGS[2], GLOBAL_CONFIGS[3])
+            if not default and dt != "bf16":
+                continue
             channels_last = cfg.block_c >= 64
             ce = dict(INT64=cfg == GLOBAL_CONFIGS[0], BLOCK_C=cfg.block_c, BLOCK_HW=cfg.block_hw)
             specs.append(_spec(f"pool.global_avg/{dt}/{cfg}", _global_avg_kernel, "x_ptr y_ptr C HW sxn sxc sxs syn syc",
-                               ptr, ce, cfg, cfg in (GLOBAL_CONFIGS[2], GLOBAL_CONFIGS[3]),
+                               ptr, ce, cfg, default,
                                ones=("sxc", "syc") if channels_last else ("sxs", "syc")))
     return specs

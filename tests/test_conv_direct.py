@@ -213,7 +213,10 @@ def test_static_specs_cover_every_config_and_dtype():
     specs = direct.static_specs()
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
-    assert len(specs) == 3 * (len(direct.CONFIGS) + len(direct.DEPTHWISE_CONFIGS))
-    # one default per kernel and dtype, and no tensor cores expected from an FMA kernel
-    assert sum(s.default for s in specs) == 3 * 3
+    # every config at least once; the defaults (one per kernel path and layout) in every dtype
+    assert {n.split("/")[2] for n in names} == {str(c) for c in direct.CONFIGS + direct.DEPTHWISE_CONFIGS}
+    defaults = {tuple(s.name.split("/")[1:]) for s in specs if s.default}
+    assert len(defaults) == 3 * 3
+    assert defaults == {(dt, cfg) for dt in ("fp32", "fp16", "bf16") for _, cfg in defaults}
+    # and no tensor cores expected from an FMA kernel
     assert not any(s.expect_tensor_cores for s in specs)

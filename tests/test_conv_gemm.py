@@ -209,17 +209,27 @@ def test_unsupported_reasons(algorithm):
 
 
 def test_static_specs_cover_every_config():
-    """Specs: every (kernel, config, dtype); one default per kernel/dtype/precision/layout;
-    tensor cores expected exactly for fp16/bf16 and tf32.  (Compiling them is the static
-    check's job: ``convbench static``.)"""
+    """Specs: every config once, in the dtype it is meant for; the default configs in every dtype
+    and precision; one default per kernel/dtype/precision/layout; tensor cores expected exactly
+    for fp16/bf16 and tf32.  (Compiling them is the static check's job: ``convbench static``.)"""
     specs = implicit_gemm.static_specs() + im2col.static_specs()
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
-    for dtype in _common.FLOAT_DTYPES:
+    for cfg in _gemm.CONFIGS:
+        dtype = _gemm.static_dtype(cfg)
+        assert cfg.fits(dtype) and (cfg.fits(torch.float32) or dtype == torch.float16), cfg.name
         dname = _gemm.DTYPE_NAME[dtype]
-        for cfg in implicit_gemm.configs(dtype):
-            assert f"conv.implicit_gemm.gather/{dname}/nhwc/{cfg.name}" in names
-            assert f"conv.im2col.gemm/{dname}/nhwc/{cfg.name}" in names
+        assert f"conv.implicit_gemm.gather/{dname}/nhwc/{cfg.name}" in names
+        assert f"conv.im2col.gemm/{dname}/nhwc/{cfg.name}" in names
+    # the fp32 heuristic's large tile is an fp32 config (compiled in fp32), 16-bit-only ones in fp16
+    assert _gemm.static_dtype(implicit_gemm.default_config(implicit_gemm.TYPICAL_LAYER, torch.float32)) == torch.float32
+    for dtype in _common.FLOAT_DTYPES:
+        for precision in _gemm.precisions_for(dtype):
+            pname = _gemm.DTYPE_NAME[dtype] + ("-tf32" if precision == "tf32" else "")
+            for kernel, geom in (("conv.implicit_gemm.gather", implicit_gemm.TYPICAL_LAYER),
+                                 ("conv.implicit_gemm.1x1", implicit_gemm.TYPICAL_1X1),
+                                 ("conv.im2col.gemm", implicit_gemm.TYPICAL_LAYER)):
+                assert f"{kernel}/{pname}/nhwc/{implicit_gemm.default_config(geom, dtype).name}" in names
     defaults = {}
     for s in specs:
         kernel, variant, layout = s.name.split("/")[:3]
@@ -232,4 +242,4 @@ def test_static_specs_cover_every_config():
         assert s.constexprs.get("UPCAST") in (None, False)
     assert all(len(v) == 1 for v in defaults.values()), defaults
     assert ("conv.implicit_gemm.gather", "fp16", "nhwc") in defaults
-    assert ("conv.im2col.gemm", "bf16", "nchw") in defaults
+    assert ("conv.im2col.gemm", "bf16", "nhwc") in defaults and ("conv.im2col.gemm", "fp16", "nchw") in defaults

@@ -184,7 +184,11 @@ def test_launch_rejects_foreign_config(device):
 def test_static_specs_cover_every_config_and_dtype():
     specs = transpose.static_specs()
     names = [s.name for s in specs]
-    assert len(names) == len(set(names)) == 3 * len(transpose.CONFIGS)
-    # one default per kernel path and dtype; tensor cores expected exactly where tl.dot runs
+    assert len(names) == len(set(names))
+    # every config at least once; one default per kernel path in every dtype
+    assert {n.split("/")[2] for n in names} == {str(c) for c in transpose.CONFIGS}
     assert sum(s.default for s in specs) == 3 * 2  # fp32: tf32 on tl.dot, "ieee" on the FMA path
+    for path, labels in (("dot", {"tf32", "fp16", "bf16"}), ("fma", {"fp32", "fp16", "bf16"})):
+        assert {s.name.split("/")[1] for s in specs if s.default and f"/{path}-" in s.name} == labels
+    # tensor cores expected exactly where tl.dot runs
     assert all(s.expect_tensor_cores == ("dot" in s.name) for s in specs)

@@ -291,9 +291,15 @@ def test_min_bytes():
 
 
 def test_static_specs_cover_every_config():
-    names = [s.name for s in knorm.static_specs()]
+    specs = knorm.static_specs()
+    names = [s.name for s in specs]
     assert len(names) == len(set(names))
+    # every config at least once (fp16), the default configs in every dtype
     for cfg in knorm.CONFIGS:
+        assert f"norm.stats/fp16/{cfg}" in names and f"norm.normalize/fp16/{cfg}" in names
+    defaults = {s.name.split("/")[2] for s in specs if s.default and not s.name.startswith("norm.finalize")}
+    assert len(defaults) == 2
+    for cfg in defaults:
         for dt in ("fp32", "fp16", "bf16"):
             assert f"norm.stats/{dt}/{cfg}" in names and f"norm.normalize/{dt}/{cfg}" in names
 

@@ -269,3 +269,25 @@ def gemm_launch(a, a_strides, b, b_strides, bias, out, m, pq, kg, k_red, groups,
 def precisions_for(dtype: torch.dtype) -> tuple[str, ...]:
     """input_precision values worth compiling: fp32 has two, 16-bit types ignore it."""
     return ("ieee", "tf32") if dtype == torch.float32 else ("ieee",)
+
+
+def static_dtype(config: GemmConfig) -> torch.dtype:
+    """The one dtype the static check compiles a non-default config in: fp32 ("ieee") for the
+    fp32 tiles, i.e. those with a 16-bit-only sibling of larger BK on the same BM x BN tile (the
+    heuristic gives fp32 the small BK and 16-bit inputs the sibling); fp16 for the rest, the
+    16-bit-only configs and the ones every dtype uses (compiled where tensor cores are expected)."""
+    if config.fits(torch.float32) and any(
+            (c.block_m, c.block_n) == (config.block_m, config.block_n) and c.block_k > config.block_k
+            and not c.fits(torch.float32) for c in CONFIGS):
+        return torch.float32
+    return torch.float16
+
+
+def static_variant(config: GemmConfig, default: GemmConfig, dtype: torch.dtype, precision: str,
+                   layout: str) -> bool:
+    """Whether the static check compiles ``config`` in this (dtype, precision, layout): the
+    default config in every dtype and precision (channels_last), its NCHW variant once (fp16),
+    and every other config once, channels_last, in :func:`static_dtype` ("ieee" for fp32)."""
+    if config == default:
+        return layout == "nhwc" or dtype == torch.float16
+    return layout == "nhwc" and precision == "ieee" and dtype == static_dtype(config)

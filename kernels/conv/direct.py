@@ -304,11 +304,16 @@ def spec_signature(fn, args, meta):
 
 
 def static_specs() -> list[StaticSpec]:
+    """The default configs (one per kernel path and layout) in fp32, fp16 and bf16; every other
+    config once, in fp16 (the configs are not dtype-specific; the layout is part of the config)."""
     specs = []
     for dtype, tname in _TRITON_DTYPE.items():
         for geom, configs in ((_SPEC_GEOMETRY, CONFIGS), (_SPEC_DEPTHWISE, DEPTHWISE_CONFIGS)):
             for config in configs:
                 channels_last = isinstance(config, DepthwiseConfig) and config.block_c > 1
+                default = config == default_config(geom, channels_last)
+                if not default and dtype != torch.float16:
+                    continue
                 fmt = torch.channels_last if channels_last else torch.contiguous_format
                 x = torch.empty(geom.input_shape, dtype=dtype, device="meta", memory_format=fmt)
                 w = torch.empty(geom.weight_shape, dtype=dtype, device="meta")
@@ -319,5 +324,5 @@ def static_specs() -> list[StaticSpec]:
                 specs.append(StaticSpec(
                     name=f"conv.direct/{tname}/{config}", fn=fn, signature=signature,
                     constexprs=constexprs, num_warps=config.num_warps, num_stages=1,
-                    default=config == default_config(geom, channels_last), divisible_by_16=divisible))
+                    default=default, divisible_by_16=divisible))
     return specs

@@ -281,12 +281,14 @@ _DT = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 def static_specs() -> list[StaticSpec]:
-    """Every kernel x config x dtype with 32-bit offsets, plus the 64-bit-offset variants of the
-    default configs in fp16, with the 16-divisibility of a typical layer.  Tensor cores are
-    expected in the GEMM for fp16/bf16 and in every DFT (3xTF32)."""
+    """The default configs (those of the typical layers) of every kernel in fp32, fp16 and bf16,
+    every other config once in fp16, and the 64-bit-offset variant once per kernel (forward DFT,
+    GEMM, inverse DFT) on the smallest-tile default config in fp16; with the 16-divisibility of a
+    typical layer.  Tensor cores are expected in the GEMM for fp16/bf16 and in every DFT (3xTF32)."""
     typical = (ConvGeometry(1, 64, 24, 24, 32, 3, 3), ConvGeometry(16, 192, 28, 28, 32, 5, 5, padding=(2, 2, 2, 2)),
                ConvGeometry(8, 64, 56, 56, 64, 3, 3, padding=(1, 1, 1, 1)))
     defaults = {default_config(g) for g in typical}
+    int64_config = min(defaults, key=lambda c: c.tile)
     specs: dict[str, StaticSpec] = {}
 
     def add(name, fn, pointers, ints, const, warps, stages, default, divisible, tc=False):
@@ -296,10 +298,10 @@ def static_specs() -> list[StaticSpec]:
 
     for dtype, ptr in _PTR.items():
         dt = _DT[dtype]
-        for cfg, int64 in [(c, False) for c in CONFIGS] + [(c, True) for c in CONFIGS if c in defaults]:
-            if int64 and dtype != torch.float16:
-                continue
+        for cfg, int64 in [(c, False) for c in CONFIGS] + [(int64_config, True)]:
             is_default = cfg in defaults
+            if (int64 or not is_default) and dtype != torch.float16:
+                continue
             suffix = "-i64" if int64 else ""
             add(f"conv.fft.gemm/{dt}/BM{cfg.block_m}-BN{cfg.block_n}-BK{cfg.block_k}-P{cfg.block_p}"
                 f"-w{cfg.num_warps}-s{cfg.num_stages}{suffix}", _batched_gemm_kernel,
@@ -309,7 +311,7 @@ def static_specs() -> list[StaticSpec]:
                 cfg.num_warps, cfg.num_stages, is_default, ("v_ptr", "u_ptr", "m_ptr", "C", "K"),
                 tc=dtype != torch.float32)
             xf = f"F{cfg.tile}-X{cfg.xform_c}-w{cfg.xform_warps}{suffix}"
-            for is_filter in (False, True):
+            for is_filter in (False, True) if not int64 else (False,):  # the filter: forward's kernel
                 add(f"conv.fft.{'filter' if is_filter else 'forward'}/{dt}/{xf}", _k._forward_kernel,
                     {"src_ptr": ptr, "tab_ptr": "*fp32", "out_ptr": ptr},
                     ("C", "H", "W", "TH", "TW", "STEP_H", "STEP_W", "pad_top", "pad_left",

@@ -149,12 +149,12 @@ def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee"
 
 
 def static_specs() -> list[StaticSpec]:
-    """The column kernel per dtype x layout, and the GEMM for every config x dtype.
+    """The column kernel in fp32, fp16 and bf16 (channels_last) plus NCHW once (fp16); the GEMM's
+    default config in fp32 ("ieee" and "tf32"), fp16 and bf16 plus NCHW once (fp16), and every
+    other config once in the dtype it is meant for (:func:`kernels.conv._gemm.static_variant`).
 
-    Specs come from :func:`plan` on meta tensors of ``implicit_gemm.TYPICAL_LAYER``.  GEMM
-    configs other than the default are compiled for channels_last only (the GEMM sees the same
-    contiguous workspace for both layouts; only its output strides differ); fp32 appears as
-    "ieee" and, for the default config, "tf32".
+    Specs come from :func:`plan` on meta tensors of ``implicit_gemm.TYPICAL_LAYER`` (the GEMM sees
+    the same contiguous workspace for both layouts; only its output strides differ).
     """
     geom = implicit_gemm.TYPICAL_LAYER
     specs = []
@@ -162,6 +162,8 @@ def static_specs() -> list[StaticSpec]:
         default = default_config(geom, dtype)
         dname = _gemm.DTYPE_NAME[dtype]
         for layout in ("nhwc", "nchw"):
+            if layout == "nchw" and dtype != torch.float16:
+                continue
             to_columns, _, _ = _sample_plan(geom, dtype, layout, "ieee", default)
             specs.append(to_columns.static_spec(f"conv.im2col.columns/{dname}/{layout}", default=True,
                                                 expect_tensor_cores=False))
@@ -169,7 +171,7 @@ def static_specs() -> list[StaticSpec]:
             pname = dname + ("-tf32" if precision == "tf32" else "")
             for layout in ("nhwc", "nchw"):
                 for cfg in configs(dtype):
-                    if (precision == "tf32" or layout == "nchw") and cfg != default:
+                    if not _gemm.static_variant(cfg, default, dtype, precision, layout):
                         continue
                     _, gemm, _ = _sample_plan(geom, dtype, layout, precision, cfg)
                     specs.append(gemm.static_spec(

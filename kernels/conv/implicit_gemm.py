@@ -203,14 +203,13 @@ def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee"
 
 
 def static_specs() -> list[StaticSpec]:
-    """Every config x dtype of the gather kernel, plus the 1x1 GEMM path's default config.
+    """The gather kernel's default config in fp32 ("ieee" and "tf32"), fp16 and bf16, channels_last,
+    plus NCHW once (fp16); every other config once, channels_last, in the dtype it is meant for
+    (:func:`kernels.conv._gemm.static_variant`); the 1x1 GEMM path's default config likewise.
 
     Specs come from :func:`plan` on meta tensors of :data:`TYPICAL_LAYER` (gather) and
-    :data:`TYPICAL_1X1` (fast path), so they carry the launcher's exact specialisation.
-    Non-default configs are compiled for channels_last (the production layout); the default
-    config for both layouts.  The 1x1 path is :func:`kernels.conv._gemm._gemm_kernel`, whose
-    every config is also listed by ``im2col``.  fp32 appears as "ieee" and, for the default
-    config, "tf32".
+    :data:`TYPICAL_1X1` (fast path), so they carry the launcher's exact specialisation.  The 1x1
+    path is :func:`kernels.conv._gemm._gemm_kernel`, whose other configs ``im2col`` lists.
     """
     specs = []
     for dtype in _common.FLOAT_DTYPES:
@@ -220,7 +219,8 @@ def static_specs() -> list[StaticSpec]:
                 for layout in ("nhwc", "nchw"):
                     for cfg in configs(dtype):
                         is_default = cfg == default
-                        if (tag == "1x1" or precision == "tf32" or layout == "nchw") and not is_default:
+                        if (tag == "1x1" and not is_default) or \
+                                not _gemm.static_variant(cfg, default, dtype, precision, layout):
                             continue
                         run = _sample_plan(geom, dtype, layout, precision, cfg)
                         dname = _gemm.DTYPE_NAME[dtype] + ("-tf32" if precision == "tf32" else "")

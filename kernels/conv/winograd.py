@@ -321,12 +321,15 @@ _DT = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 def static_specs() -> list[StaticSpec]:
-    """Every kernel x config x dtype (x m for the transforms) with 32-bit offsets, plus the
-    64-bit-offset variants of the default configs in fp16; with the 16-divisibility a launch on a
-    typical layer (C, K, strides multiples of 16) specializes."""
+    """The default configs (those of the typical layers) of every kernel in fp32, fp16 and bf16,
+    every other config once in fp16 (tensor cores), and the 64-bit-offset variant once per
+    algorithm (F(2x2,3x3), F(4x4,3x3)): its default config for the largest typical layer, fp16.
+    With the 16-divisibility of a typical layer (C, K, strides multiples of 16)."""
     typical = (ConvGeometry(1, 64, 24, 24, 32, 3, 3), ConvGeometry(8, 256, 56, 56, 256, 3, 3),
                ConvGeometry(32, 64, 56, 56, 64, 3, 3))
     defaults = {default_config(g, m) for g in typical for m in MATRICES}
+    #: m -> the config whose 64-bit variant is compiled (in fp16)
+    int64_configs = {m: default_config(typical[1], m) for m in MATRICES}
     specs: dict[str, StaticSpec] = {}
 
     def add(name, fn, pointers, ints, const, warps, stages, default, divisible, tc=False):
@@ -344,9 +347,11 @@ def static_specs() -> list[StaticSpec]:
                 {"G": g_rows, "G_FIRST": g_first, "A": m + 2, "BLOCK_K": fk, "BLOCK_C": fc, "EMULATE_RNE": False},
                 fw, 1, True, ("g_ptr", "u_ptr", "K", "C"))
         for cfg, int64 in [(c, False) for c in CONFIGS] + [(c, True) for c in CONFIGS if c in defaults]:
-            if int64 and dtype != torch.float16:
-                continue
             is_default = cfg in defaults
+            if (int64 or not is_default) and dtype != torch.float16:
+                continue
+            if int64 and cfg not in int64_configs.values():
+                continue
             suffix = "-i64" if int64 else ""
             add(f"conv.winograd.gemm/{dt}/BM{cfg.block_m}-BN{cfg.block_n}-BK{cfg.block_k}-P{cfg.block_p}"
                 f"-w{cfg.num_warps}-s{cfg.num_stages}{suffix}", _k._batched_gemm_kernel,
@@ -357,6 +362,8 @@ def static_specs() -> list[StaticSpec]:
                 tc=dtype != torch.float32)
             xf = f"X{cfg.xform_t}x{cfg.xform_c}-w{cfg.xform_warps}{suffix}"
             for m in MATRICES:
+                if int64 and cfg != int64_configs[m]:
+                    continue
                 (at_rows, at_first), _, (bt_rows, bt_first) = _CONSTEXPR[m]
                 add(f"conv.winograd.input_f{m}/{dt}/{xf}", _k._input_transform_kernel,
                     {"x_ptr": ptr, "v_ptr": ptr},
