@@ -5,7 +5,9 @@ so the table can be produced in the Triton interpreter on a CPU.  Each input is 
 dtype first and the float64 reference is computed from the rounded values, so the figure is the
 kernel's own error (the quantity ``suites.accuracy`` tolerates).
 
-    TRITON_INTERPRET=1 python scripts/accuracy_table.py [--hw 8] [--seed 0]
+    .venv/bin/python scripts/accuracy_table.py [--hw 8] [--seed 0]   (sets TRITON_INTERPRET=1 without a GPU)
+
+FFT on the 1x1 layer (K=1024) takes tens of minutes in the interpreter; on a GPU it is quick.
 """
 
 from __future__ import annotations
