@@ -76,6 +76,24 @@ def transpose_out_size(size: int, kernel: int, stride: int, pad: int, output_pad
 # --------------------------------------------------------------------------------------------
 # convolution
 # --------------------------------------------------------------------------------------------
+def _check_conv_fields(g) -> None:
+    """Checks shared by ConvGeometry and ConvTransposeGeometry (sizes, stride, padding,
+    dilation, groups dividing both channel counts)."""
+    for name in ("n", "c", "h", "w", "k", "r", "s"):
+        value = getattr(g, name)
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    _positive(g.stride, "stride", g.stride)
+    _non_negative(g.padding, "padding", g.padding)
+    _positive(g.dilation, "dilation", g.dilation)
+    if g.groups <= 0:
+        raise ValueError(f"groups must be positive, got {g.groups!r}")
+    if g.c % g.groups:
+        raise ValueError(f"in_channels={g.c} is not divisible by groups={g.groups}")
+    if g.k % g.groups:
+        raise ValueError(f"out_channels={g.k} is not divisible by groups={g.groups}")
+
+
 @dataclass(frozen=True)
 class ConvGeometry:
     """A 2-D convolution (1-D is ``h == r == 1``): input NxCxHxW, weight Kx(C/groups)xRxS.
@@ -96,19 +114,7 @@ class ConvGeometry:
     groups: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("n", "c", "h", "w", "k", "r", "s"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        _positive(self.stride, "stride", self.stride)
-        _non_negative(self.padding, "padding", self.padding)
-        _positive(self.dilation, "dilation", self.dilation)
-        if self.groups <= 0:
-            raise ValueError(f"groups must be positive, got {self.groups!r}")
-        if self.c % self.groups:
-            raise ValueError(f"in_channels={self.c} is not divisible by groups={self.groups}")
-        if self.k % self.groups:
-            raise ValueError(f"out_channels={self.k} is not divisible by groups={self.groups}")
+        _check_conv_fields(self)
         if self.p <= 0 or self.q <= 0:
             raise ValueError(
                 f"output size {self.p}x{self.q} is not positive for input {self.h}x{self.w}, "
@@ -276,20 +282,8 @@ class ConvTransposeGeometry:
     groups: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("n", "c", "h", "w", "k", "r", "s"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        _positive(self.stride, "stride", self.stride)
-        _non_negative(self.padding, "padding", self.padding)
+        _check_conv_fields(self)
         _non_negative(self.output_padding, "output_padding", self.output_padding)
-        _positive(self.dilation, "dilation", self.dilation)
-        if self.groups <= 0:
-            raise ValueError(f"groups must be positive, got {self.groups!r}")
-        if self.c % self.groups:
-            raise ValueError(f"in_channels={self.c} is not divisible by groups={self.groups}")
-        if self.k % self.groups:
-            raise ValueError(f"out_channels={self.k} is not divisible by groups={self.groups}")
         for op, s, d in zip(self.output_padding, self.stride, self.dilation):
             if op >= max(s, d):
                 raise ValueError(
