@@ -64,6 +64,21 @@ def check_vector(t, name: str, length: int, like: torch.Tensor, dtypes=FLOAT_DTY
         raise ValueError(f"{name} is on {t.device} but input is on {like.device}")
 
 
+def check_launch(x, weight, bias, geom, input_precision: str) -> None:
+    """What an algorithm launcher checks when called directly with a geometry: tensor types,
+    shapes against ``geom.input_shape``/``geom.weight_shape``, bias length, precision."""
+    check_tensor(x, "input", ndim=4)
+    check_tensor(weight, "weight", ndim=4)
+    check_same(x, "input", weight, "weight")
+    if tuple(x.shape) != geom.input_shape:
+        raise ValueError(f"input has shape {tuple(x.shape)}, geometry {geom} expects {geom.input_shape}")
+    if tuple(weight.shape) != geom.weight_shape:
+        raise ValueError(f"weight has shape {tuple(weight.shape)}, geometry {geom} expects {geom.weight_shape}")
+    check_vector(bias, "bias", geom.k, x)
+    check_same(x, "input", bias, "bias")
+    check_input_precision(input_precision)
+
+
 def check_input_precision(value: str) -> str:
     if value not in INPUT_PRECISIONS:
         raise ValueError(f"input_precision must be one of {INPUT_PRECISIONS}, got {value!r}")

@@ -225,19 +225,6 @@ def multiplies(geom: ConvGeometry) -> int:
     return geom.flops // 2
 
 
-def _check(x, weight, bias, geom: ConvGeometry, input_precision: str) -> None:
-    _common.check_tensor(x, "input", ndim=4)
-    _common.check_tensor(weight, "weight", ndim=4)
-    _common.check_same(x, "input", weight, "weight")
-    if tuple(x.shape) != geom.input_shape:
-        raise ValueError(f"input has shape {tuple(x.shape)}, geometry {geom} expects {geom.input_shape}")
-    if tuple(weight.shape) != geom.weight_shape:
-        raise ValueError(f"weight has shape {tuple(weight.shape)}, geometry {geom} expects {geom.weight_shape}")
-    _common.check_vector(bias, "bias", geom.k, x)
-    _common.check_same(x, "input", bias, "bias")
-    _common.check_input_precision(input_precision)
-
-
 def _launch_args(x, weight, bias, y, geom: ConvGeometry, config, int64: bool):
     """(kernel, grid, positional args, constexpr kwargs) for one launch."""
     top, _, left, _ = geom.padding
@@ -261,7 +248,7 @@ def _launch_args(x, weight, bias, y, geom: ConvGeometry, config, int64: bool):
 
 def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", config=None) -> torch.Tensor:
     """Direct convolution of ``x`` (NCHW-shaped, any memory format) with ``weight`` (KCRS)."""
-    _check(x, weight, bias, geom, input_precision)
+    _common.check_launch(x, weight, bias, geom, input_precision)
     if config is None:
         config = default_config(geom, _common.is_channels_last(x))
     elif config not in configs_for(geom):

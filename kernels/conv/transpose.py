@@ -184,19 +184,6 @@ def multiplies(geom: ConvTransposeGeometry) -> int:
     return geom.flops // 2
 
 
-def _check(x, weight, bias, geom: ConvTransposeGeometry, input_precision: str) -> None:
-    _common.check_tensor(x, "input", ndim=4)
-    _common.check_tensor(weight, "weight", ndim=4)
-    _common.check_same(x, "input", weight, "weight")
-    if tuple(x.shape) != geom.input_shape:
-        raise ValueError(f"input has shape {tuple(x.shape)}, geometry {geom} expects {geom.input_shape}")
-    if tuple(weight.shape) != geom.weight_shape:
-        raise ValueError(f"weight has shape {tuple(weight.shape)}, geometry {geom} expects {geom.weight_shape}")
-    _common.check_vector(bias, "bias", geom.k, x)
-    _common.check_same(x, "input", bias, "bias")
-    _common.check_input_precision(input_precision)
-
-
 def _tap_arithmetic(stride: int, dil: int) -> tuple[int, int, int]:
     """(gcd, step, inverse) for solving r*dil = t (mod stride): see ``_first_tap``."""
     g = math.gcd(stride, dil)
@@ -229,7 +216,7 @@ def _launch_args(x, weight, bias, y, geom: ConvTransposeGeometry, config: PhaseC
 def launch(x, weight, bias, geom: ConvTransposeGeometry, *, input_precision: str = "ieee",
            config: PhaseConfig | None = None) -> torch.Tensor:
     """``conv_transpose2d`` of ``x`` (NCHW-shaped, any memory format), weight C x K/g x R x S."""
-    _check(x, weight, bias, geom, input_precision)
+    _common.check_launch(x, weight, bias, geom, input_precision)
     if config is None:
         config = default_config(geom, x.dtype, input_precision)
     elif config not in configs_for(geom):
