@@ -1,25 +1,48 @@
 """Compare two runs cell by cell: FASTER / SLOWER / SAME / UNSURE from the raw samples.
 
-Timing, per cell timed on both sides:
+Timing, per cell timed on both sides, with the *timing round* as the unit of replication when
+both records have at least ``MIN_ROUNDS`` rounds (:mod:`suites.rounds`; the default on a CPU is
+15 rounds over 3 processes):
 
-* a two-sided Mann-Whitney U test of the raw samples (no normality assumed; timing samples are
-  skewed and heavy-tailed), its p-values adjusted across all timed cells by Benjamini-Hochberg so
-  that the expected share of false alarms among the cells called different stays below ``alpha``;
-* an effect size, the ratio of medians new/base, which must pass the ``threshold`` (default 5%)
-  before a cell is called SLOWER or FASTER: a significant 1% change is not a regression;
-* a 95% confidence interval for the ratio (Hodges-Lehmann shift of log times with its
-  distribution-free interval from the U statistic's quantiles): a cell is SAME only when that
-  interval lies within the threshold band; a large change without significance, or a wide
-  interval, is UNSURE (more samples would decide it).
+* the samples of one round are not independent of each other: they share the round's machine
+  phase and, across processes, the process's memory layout.  Measured on the 2-core CPU VM, a
+  Mann-Whitney U test on the raw samples of one process per side called 10-30% differences
+  between *identical* runs significant at p < 1e-10.  So the per-round medians are compared:
+  a Welch t-test on their logs (each is the median of tens to hundreds of samples, so close to
+  normal on the log scale; a rank test on so few values discards their magnitude and loses the
+  power that the FDR correction over a hundred cells needs).  The effect,
+  the ratio new/base, is the ratio of the geometric means of the round medians, with a 95%
+  Student-t interval;
+* records with fewer rounds (older runs, ``--rounds 1``) fall back to a two-sided Mann-Whitney U
+  test of the raw samples with the Hodges-Lehmann interval of the shift of log times (the
+  samples then have to be taken as independent: the note column says so);
+* the p-values are adjusted across all timed cells by Benjamini-Hochberg, so that the expected
+  share of false alarms among the cells called different stays below ``alpha``;
+* a cell is SLOWER or FASTER only when that adjusted p-value is below ``alpha`` *and* the ratio
+  is beyond the ``threshold`` (default 5%): a significant 1% change is not a regression.  It is
+  SAME only when the whole interval lies within the threshold band; otherwise UNSURE (more
+  rounds would decide it).
 
-Run-wide drift (``normalize="backend"``, the default): a machine that is simply faster or slower
-than it was (clock state, a noisy neighbour, thermal limits) shifts every cell of a backend by
-the same factor.  That common factor, the median over the backend's cells of the log ratio of
-medians, is divided out of the new samples before the per-cell tests, and reported; a cell is
-then judged by how it moved *relative to the rest of its run*.  With fewer than
-``MIN_CELLS_FOR_DRIFT`` timed cells in a backend nothing is divided out.  A real change common to
-every cell is therefore not a per-cell regression: it shows in the drift line (and fails the
-comparison only with ``fail_on_drift``); ``normalize="none"`` judges raw times.
+Machine speed (``normalize="probe"``, the default).  Two corrections, applied to the new (and,
+for the probe, the base) samples before the per-cell tests, and reported:
+
+* the speed probe, CPU records only: every timing round of a CPU cell also timed a fixed
+  pure-Python workload (``round_probe_ms``, :func:`suites.timing.speed_probe`), which tells how
+  fast the core was while that round's samples were taken.  Each round's samples are scaled by
+  ``reference probe / round probe`` (the reference: the base run's median probe), so a round
+  caught in one of a shared machine's slow phases is put back on the common scale.  On the
+  2-core VM a slow phase made every call 1.5x slower while the ratio of call to probe moved
+  2-5% (memory-bound calls follow the probe less well than interpreter-bound ones).  Cells
+  without probes on both sides (GPU records, older runs) are left as they are;
+* run-wide drift: a machine that is simply faster or slower than it was (clock state, a noisy
+  neighbour, thermal limits) shifts every cell of a backend by the same factor.  That common
+  factor, the median over the backend's cells of the log ratio of medians, is divided out of
+  the new samples, and a cell is then judged by how it moved *relative to the rest of its run*.
+  With fewer than ``MIN_CELLS_FOR_DRIFT`` timed cells in a backend nothing is divided out.  A
+  real change common to every cell is therefore not a per-cell regression: it shows in the drift
+  line (and fails the comparison only with ``fail_on_drift``).
+
+``normalize="backend"`` applies the drift correction only, ``normalize="none"`` judges raw times.
 
 Correctness, per cell present on both sides (timed or not): passing -> failing/error is LOST;
 the max relative error growing more than ``err_growth`` times (10x, above ``err_floor``) is
@@ -42,8 +65,10 @@ import numpy as np
 VERDICTS = ("SLOWER", "FASTER", "UNSURE", "SAME", "UNTIMED")
 FAILING_CORRECTNESS = ("LOST", "ERR_GREW")
 Z95 = 1.959963984540054
-NORMALIZE = ("backend", "none")
+NORMALIZE = ("probe", "backend", "none")
 MIN_CELLS_FOR_DRIFT = 5
+#: rounds needed on both sides for the round-level test
+MIN_ROUNDS = 3
 
 
 @dataclass
@@ -59,6 +84,8 @@ class CellComparison:
     q: float | None = None
     correctness: str = ""           # see correctness_change
     note: str = ""
+    #: "rounds" (Welch t on log round medians) or "samples" (Mann-Whitney U on raw samples)
+    test: str = ""
 
     @property
     def regression(self) -> bool:
@@ -74,9 +101,13 @@ class Comparison:
     alpha: float = 0.05
     base_label: str = "base"
     new_label: str = "new"
-    normalize: str = "backend"
+    normalize: str = "probe"
     #: backend -> run-wide factor new/base divided out of the new samples (1.0: none)
     drift: dict = field(default_factory=dict)
+    #: cells whose rounds were put on the speed probe's scale, and the machine's speed new/base
+    #: by the probe (median over those cells of the ratio of median probe times)
+    probe_cells: int = 0
+    probe_ratio: float | None = None
     fail_on_drift: bool = False
 
     @property
@@ -140,6 +171,31 @@ def mann_whitney_p(base: Sequence[float], new: Sequence[float]) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def welch_log_ratio(base: Sequence[float], new: Sequence[float]) -> tuple[float, float, float, float]:
+    """(ratio, p, ci_lo, ci_hi) of new/base from independent replicate values (round medians):
+    Welch's t on the logs; the ratio is that of the geometric means, the interval Student's 95%."""
+    from scipy import stats
+
+    a, b = np.log(np.asarray(new, float)), np.log(np.asarray(base, float))
+    diff = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0.0:  # every replicate identical on both sides
+        return math.exp(diff), (1.0 if diff == 0.0 else 0.0), math.exp(diff), math.exp(diff)
+    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0.0) + (vb ** 2 / (len(b) - 1) if vb else 0.0))
+    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    half = float(stats.t.ppf(0.975, df)) * se
+    return math.exp(diff), p, math.exp(diff - half), math.exp(diff + half)
+
+
+def _round_medians(samples: np.ndarray, sizes) -> np.ndarray | None:
+    """Median of each round's samples, or None with fewer than MIN_ROUNDS rounds that fit."""
+    sizes = list(sizes or [])
+    if len(sizes) < MIN_ROUNDS or sum(sizes) != len(samples) or min(sizes) < 1:
+        return None
+    return np.array([np.median(part) for part in np.split(samples, np.cumsum(sizes)[:-1])])
 
 
 def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
@@ -213,7 +269,7 @@ def correctness_change(base, new, *, err_growth: float = 10.0, err_floor: float 
 # ------------------------------------------------------------------------------- compare
 def compare(base_records, new_records, *, threshold: float = 0.05, alpha: float = 0.05,
             err_growth: float = 10.0, err_floor: float = 1e-9,
-            base_label: str = "base", new_label: str = "new", normalize: str = "backend",
+            base_label: str = "base", new_label: str = "new", normalize: str = "probe",
             fail_on_drift: bool = False) -> Comparison:
     """Cell-by-cell comparison of two lists of records (or dicts with the same fields)."""
     if normalize not in NORMALIZE:
@@ -242,13 +298,26 @@ def compare(base_records, new_records, *, threshold: float = 0.05, alpha: float 
             cell.note = (cell.note + "; " if cell.note else "") + \
                 f"timed only in {base_label if bs else new_label}"
         out.cells.append(cell)
-    out.drift = run_drift(timed) if normalize == "backend" else {}
+    samples = {c.key: (np.asarray(_get(c.base, "samples_ms"), float),
+                       np.asarray(_get(c.new, "samples_ms"), float)) for c in timed}
+    if normalize == "probe":
+        samples, out.probe_cells, out.probe_ratio = probe_scaled(timed, samples, base_records)
+    if normalize in ("probe", "backend"):
+        out.drift = run_drift(timed, samples)
     for cell in timed:
-        bs = np.asarray(_get(cell.base, "samples_ms"), float)
-        ns = np.asarray(_get(cell.new, "samples_ms"), float) / out.drift.get(_get(cell.new, "backend"), 1.0)
-        cell.ratio = _median(ns) / _median(bs)
-        cell.p = mann_whitney_p(bs, ns)
-        cell.ci_lo, cell.ci_hi = ratio_ci(bs, ns)
+        bs, ns = samples[cell.key]
+        ns = ns / out.drift.get(_get(cell.new, "backend"), 1.0)
+        b_rounds = _round_medians(bs, _get(cell.base, "round_samples"))
+        n_rounds = _round_medians(ns, _get(cell.new, "round_samples"))
+        if b_rounds is not None and n_rounds is not None:
+            cell.test = "rounds"
+            cell.ratio, cell.p, cell.ci_lo, cell.ci_hi = welch_log_ratio(b_rounds, n_rounds)
+        else:
+            cell.test = "samples"
+            cell.ratio = _median(ns) / _median(bs)
+            cell.p = mann_whitney_p(bs, ns)
+            cell.ci_lo, cell.ci_hi = ratio_ci(bs, ns)
+            cell.note = (cell.note + "; " if cell.note else "") + "single round: samples taken as independent"
     hi = 1.0 + threshold
     for cell, q in zip(timed, benjamini_hochberg([c.p for c in timed])):
         cell.q = q
@@ -263,13 +332,51 @@ def compare(base_records, new_records, *, threshold: float = 0.05, alpha: float 
     return out
 
 
-def run_drift(cells) -> dict:
+def round_probes(rec) -> list[float] | None:
+    """The record's per-round probe times, or None when it has none that fit its samples."""
+    probes, sizes = _get(rec, "round_probe_ms") or [], _get(rec, "round_samples") or []
+    if not probes or len(probes) != len(sizes) or sum(sizes) != len(_get(rec, "samples_ms") or []):
+        return None
+    if not all(p > 0 for p in probes):
+        return None
+    return [float(p) for p in probes]
+
+
+def _scale_rounds(samples: np.ndarray, sizes, probes, reference: float) -> np.ndarray:
+    factors = np.repeat(reference / np.asarray(probes, float), np.asarray(sizes, int))
+    return samples * factors
+
+
+def probe_scaled(cells, samples: dict, base_records) -> tuple[dict, int, float | None]:
+    """``samples`` with every round of the cells that have probes on both sides scaled to the
+    base run's median probe time; (samples, cells scaled, median probe ratio new/base)."""
+    base_probes = [p for r in base_records for p in (round_probes(r) or [])]
+    if not base_probes:
+        return samples, 0, None
+    reference = float(np.median(base_probes))
+    out, ratios = dict(samples), []
+    for c in cells:
+        bp, np_ = round_probes(c.base), round_probes(c.new)
+        if bp is None or np_ is None:
+            continue
+        bs, ns = samples[c.key]
+        out[c.key] = (_scale_rounds(bs, _get(c.base, "round_samples"), bp, reference),
+                      _scale_rounds(ns, _get(c.new, "round_samples"), np_, reference))
+        ratios.append(math.log(float(np.median(np_)) / float(np.median(bp))))
+    return out, len(ratios), (math.exp(float(np.median(ratios))) if ratios else None)
+
+
+def run_drift(cells, samples: dict | None = None) -> dict:
     """backend -> exp(median over its cells of log(median new / median base)), for backends with
-    at least MIN_CELLS_FOR_DRIFT cells timed on both sides."""
+    at least MIN_CELLS_FOR_DRIFT cells timed on both sides; ``samples`` (key -> (base, new)
+    arrays) replaces the records' own samples."""
     logs: dict = {}
     for c in cells:
-        ratio = _median(_get(c.new, "samples_ms")) / _median(_get(c.base, "samples_ms"))
-        logs.setdefault(_get(c.new, "backend"), []).append(math.log(ratio))
+        if samples is not None:
+            bs, ns = samples[c.key]
+        else:
+            bs, ns = _get(c.base, "samples_ms"), _get(c.new, "samples_ms")
+        logs.setdefault(_get(c.new, "backend"), []).append(math.log(_median(ns) / _median(bs)))
     return {b: math.exp(float(np.median(v))) for b, v in logs.items() if len(v) >= MIN_CELLS_FOR_DRIFT}
 
 
@@ -317,6 +424,9 @@ def summary_lines(cmp: Comparison) -> list[str]:
             per = [f"{b} {cmp.geomean([c for c in cmp.cells if _get(c.new, 'backend') == b]):.3f}"
                    for b in backends]
             lines.append("  per backend: " + ", ".join(per))
+    if cmp.probe_ratio is not None:
+        lines.append(f"machine speed by the probe, new/base: x{cmp.probe_ratio:.3f} (median probe time); "
+                     f"{cmp.probe_cells} cell(s) put on the base run's probe scale round by round")
     if cmp.drift:
         lines.append("run-wide drift new/base, divided out before the per-cell verdicts: "
                      + ", ".join(f"{b} x{f:.3f}" for b, f in sorted(cmp.drift.items())))
@@ -361,10 +471,11 @@ def to_dict(cmp: Comparison) -> dict:
     return {
         "failed": cmp.failed, "threshold": cmp.threshold, "alpha": cmp.alpha,
         "normalize": cmp.normalize, "drift": cmp.drift,
+        "probe_cells": cmp.probe_cells, "probe_ratio": cmp.probe_ratio,
         "geomean_ratio": cmp.geomean(), "counts": cmp.counts(),
         "only_base": cmp.only_base, "only_new": cmp.only_new,
         "cells": [{"key": c.key, "verdict": c.verdict, "correctness": c.correctness,
                    "ratio": c.ratio, "ci": [c.ci_lo, c.ci_hi] if c.ci_lo is not None else None,
-                   "p": c.p, "q": c.q, "note": c.note, "regression": c.regression}
+                   "p": c.p, "q": c.q, "test": c.test, "note": c.note, "regression": c.regression}
                   for c in cmp.cells],
     }

@@ -66,7 +66,7 @@ def run_aa(out_dirs, *, interleave: bool = False, **selection) -> list:
 
 
 def calibration(runs: list, *, threshold: float = 0.05, alpha: float = 0.05,
-                normalize: str = "backend") -> dict:
+                normalize: str = "probe") -> dict:
     """False alarms and noise of every pair of identical runs (lists of records)."""
     from reports.compare import compare
 

@@ -44,6 +44,14 @@ def register(sub) -> None:
     tim.add_argument("--max-time", type=float, default=None,
                      help="time budget per cell in seconds (default 1.0 on a GPU, 0.3 on a CPU)")
     tim.add_argument("--min-time", type=float, default=0.0, help="minimum measured time per cell in seconds")
+    tim.add_argument("--rounds", type=int, default=None,
+                     help="sample every cell in this many passes over the selection, so that each median "
+                          "spans the whole run's drift; samples and time budget are split between the "
+                          "rounds (default 15 on a CPU, 3 on a GPU)")
+    tim.add_argument("--processes", type=int, default=None,
+                     help="spread the rounds over this many processes (the runner and spawned workers, "
+                          "used one at a time), so that one process's memory layout does not decide a "
+                          "cell's time (default 3 on a CPU, 1 on a GPU)")
     tim.add_argument("--graph", action="store_true", help="time CUDA-graph replays (launch-bound kernels)")
     tim.add_argument("--no-flush", action="store_true", help="do not flush L2 before each GPU sample")
     tim.add_argument("--no-peaks", action="store_true", help="skip measuring copy/matmul peaks (no roofline %%)")
@@ -100,6 +108,10 @@ def _resolve(args):
         raise UsageError(f"--scale must be positive, got {args.scale}")
     if args.threads is not None and args.threads <= 0:
         raise UsageError(f"--threads must be positive, got {args.threads}")
+    if args.rounds is not None and args.rounds < 1:
+        raise UsageError(f"--rounds must be >= 1, got {args.rounds}")
+    if args.processes is not None and args.processes < 1:
+        raise UsageError(f"--processes must be >= 1, got {args.processes}")
     if args.min_samples < 3 or args.max_samples < args.min_samples or not args.noise > 0:
         raise UsageError("need --min-samples >= 3, --max-samples >= --min-samples and --noise > 0")
     try:
@@ -148,7 +160,8 @@ def run_command(args) -> int:
     rule = StopRule(args.min_samples, args.max_samples, args.noise, args.min_time, max_time)
     options = RunOptions(rule=rule, flush_l2=not args.no_flush, graph=args.graph, seed=args.seed,
                          check_max_flops=args.check_max_gflops * 1e9, measure_peaks=not args.no_peaks,
-                         progress=not args.quiet, threads=args.threads)
+                         progress=not args.quiet, threads=args.threads, rounds=args.rounds,
+                         processes=args.processes)
     out_dir = args.out or default_out_dir(device_slug(gpu_info()))
     args.out = out_dir  # commands that wrap this one learn where the run went
     store = ResultStore(out_dir)
@@ -158,7 +171,7 @@ def run_command(args) -> int:
     info = {"command": shlex.join(["convbench", *getattr(args, "argv", ["run"])]),
             "suites": [s.name for s in suites], "backends": list(backends), "scale": args.scale,
             "batch": args.batch, "stop_rule": dataclasses.asdict(rule), "graph": args.graph,
-            "flush_l2": not args.no_flush}
+            "flush_l2": not args.no_flush, "rounds": args.rounds, "processes": args.processes}
     result = run(cells, backends, store, options=options, resume=args.resume, run_info=info)
     if not args.no_report:
         from reports.build import write_report

@@ -30,6 +30,13 @@ class Progress:
             if tqdm is not None:
                 self._bar = tqdm(total=total, file=self.stream, unit="cell", dynamic_ncols=True)
 
+    def set_total(self, total: int) -> None:
+        """Change the amount of work (known only after a first pass, e.g. timing rounds)."""
+        self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+
     def eta_s(self) -> float | None:
         if self.done == 0:
             return None

@@ -66,6 +66,8 @@ class Record:
     cv: float | None = None
     noise: float | None = None
     n_samples: int = 0
+    #: timing rounds the samples come from (see suites.runner.run); 0 when not timed
+    rounds: int = 0
     stop_reason: str = ""
     compile_ms: float | None = None
     # work and derived throughput
@@ -81,6 +83,10 @@ class Record:
     speedup: float | None = None
     speedup_lo: float | None = None
     speedup_hi: float | None = None
+    #: samples per round: ``samples_ms`` is their concatenation, in round order
+    round_samples: list = field(default_factory=list)
+    #: CPU: the speed probe's median time (ms) around each round's samples (suites.timing)
+    round_probe_ms: list = field(default_factory=list)
     samples_ms: list = field(default_factory=list)
 
     @property
@@ -161,7 +167,7 @@ def read_jsonl(path: Path | str) -> list[Record]:
 
 
 def csv_columns() -> list[str]:
-    names = [f.name for f in fields(Record) if f.name not in ("samples_ms", "geometry")]
+    names = [f.name for f in fields(Record) if f.name not in ("samples_ms", "round_samples", "round_probe_ms", "geometry")]
     return names + list(GEOMETRY_COLUMNS) + ["geometry"]
 
 

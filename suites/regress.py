@@ -125,9 +125,11 @@ def _add_stat_options(p) -> None:
     p.add_argument("--threshold", type=float, default=0.05,
                    help="minimum slowdown (ratio of medians - 1) to call a cell SLOWER")
     p.add_argument("--alpha", type=float, default=0.05, help="false discovery rate across cells")
-    p.add_argument("--normalize", choices=("backend", "none"), default="backend",
-                   help="divide each backend's run-wide drift (median ratio over its cells) out of the new "
-                        "samples before judging cells; 'none' judges raw times")
+    p.add_argument("--normalize", choices=("probe", "backend", "none"), default="probe",
+                   help="'probe': put every CPU timing round on the scale of the speed probe timed with it "
+                        "(a shared machine's slow phases), then divide each backend's run-wide drift (median "
+                        "ratio over its cells) out of the new samples; 'backend': the drift only; 'none': "
+                        "raw times")
 
 
 def _register_compare(sub) -> None:

@@ -5,7 +5,10 @@ rounded to the cell's dtype, shared by every cell of the same case and dtype), c
 NaN-poisoned outputs (Triton backends) and time that call as ``compile_ms``, compare the result
 with the float64 reference computed from the same rounded inputs (tolerance model of
 :mod:`suites.accuracy`), then — if the backend's timing means something — sample it until the
-median is stable (:mod:`suites.timing`).  Every outcome becomes a :class:`~suites.records.Record`;
+median is stable (:mod:`suites.timing`).  Timing comes in rounds (:mod:`suites.rounds`): the
+first pass over the cells checks them and takes each one's first share of samples; later passes,
+some in worker processes, add the same number of samples again, so that every cell's samples
+spread over the whole run and over processes.  Every outcome becomes a :class:`~suites.records.Record`;
 an exception in a kernel becomes an ``error`` record with its message, never a crashed run.
 
 Finished cells are appended to ``results.jsonl`` as they finish; Ctrl-C stops the loop, and the
@@ -30,7 +33,8 @@ from .env import collect
 from .peaks import Peaks, measure_peaks
 from .progress import Progress
 from .records import Record, ResultStore
-from .stats import StopRule, summarize
+from .rounds import add_round, default_processes, default_rounds, round_rule, run_rounds
+from .stats import StopRule
 from .timing import first_call, measure
 
 TRANSFORM_ALGORITHMS = ("winograd_f2", "winograd_f4", "fft")
@@ -48,6 +52,16 @@ class RunOptions:
     progress: bool = True
     #: torch CPU threads; None: 1 (see configure_threads)
     threads: int | None = None
+    #: timing rounds: each cell is sampled in this many passes over the whole selection, spread
+    #: over this many processes (:mod:`suites.rounds`); None: the device's default
+    rounds: int | None = None
+    processes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rounds is not None and self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.processes is not None and self.processes < 1:
+            raise ValueError(f"processes must be >= 1, got {self.processes}")
 
 
 @dataclass
@@ -73,15 +87,18 @@ class InputCache:
         self._key = None
         self._value = None
 
-    def get(self, case, dtype: str):
-        """(tensors, reference or exception, images checked) for ``case`` in ``dtype``."""
+    def get(self, case, dtype: str, *, reference: bool = True):
+        """(tensors, reference or exception, images checked) for ``case`` in ``dtype``.
+
+        ``reference=False`` (later timing rounds) builds the same inputs without the float64
+        reference, which is then ``None``."""
         key = (case, "fp32" if dtype == "tf32" else dtype)
-        if key != self._key:
+        if key != self._key or (reference and self._value[1] is None):
             self._key, self._value = key, None  # drop the previous case first (memory)
-            self._value = self._build(case, key[1])
+            self._value = self._build(case, key[1], reference)
         return self._value
 
-    def _build(self, case, dtype: str):
+    def _build(self, case, dtype: str, reference: bool):
         import torch
 
         arrays = ops.make_inputs(case, self.seed)
@@ -90,12 +107,14 @@ class InputCache:
         images = case.geom.n
         if case.flops > self.check_max_flops and ops.per_image(case):
             images = 1
+        if not reference:
+            return tensors, None, images
         exact = {k: (None if t is None else accuracy.as_ref(t[:images] if k == "input" else t).copy())
                  for k, t in tensors.items()}
         try:
-            import reference
+            import reference as ref_module
 
-            ref = np.asarray(ops.call(reference, replace_batch(case, images), exact), dtype=np.float64)
+            ref = np.asarray(ops.call(ref_module, replace_batch(case, images), exact), dtype=np.float64)
         except Exception as exc:  # a missing or failing reference fails the cells, not the run
             ref = exc
         return tensors, ref, images
@@ -199,11 +218,8 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
         rec.message = f"{type(exc).__name__}: {exc}"
         rec.timing_note = rec.timing_note or "not measured: the cell raised"
         return rec
-    s = summarize(m.samples_ms)
     rec.timed, rec.timer, rec.stop_reason, rec.timing_note = True, m.timer, m.stop_reason, m.note
-    rec.samples_ms = [float(v) for v in m.samples_ms]
-    rec.p50_ms, rec.p20_ms, rec.p80_ms, rec.mean_ms = s.p50, s.p20, s.p80, s.mean
-    rec.cv, rec.noise, rec.n_samples = s.cv, s.noise, s.n
+    add_round(rec, m)
     return rec
 
 
@@ -211,19 +227,45 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
 # a whole run
 # --------------------------------------------------------------------------------------------
 def configure_threads(requested: int | None) -> int:
-    """Set torch's CPU threads: ``requested``, else 1.
+    """Set torch's CPU threads and numpy's BLAS/OpenMP pools: ``requested``, else 1.
 
     One thread by default so that two runs are configured alike (a regression comparison needs
-    that; a default that followed the machine's load would not be) and so that torch's OpenMP
+    that; a default that followed the machine's load would not be) and so that OpenMP or BLAS
     threads cannot oversubscribe a busy machine, where they spin and inflate small CPU timings
-    a thousandfold.  ``--threads N`` measures multi-threaded CPU baselines; env.json records it.
+    a thousandfold.  numpy's OpenBLAS is a separate pool that ``torch.set_num_threads`` does not
+    reach: left at one thread per core it made small float64 GEMMs bimodal *between processes*
+    (the same cell 1.0x in one run and 1.7x in the next, each run internally tight), so it is
+    limited too (through threadpoolctl; without it the pool is left alone and env.json says so).
+    ``--threads N`` measures multi-threaded CPU baselines; env.json records both.
     """
     import torch
 
     if requested is not None and requested <= 0:
         raise ValueError(f"threads must be positive, got {requested}")
-    torch.set_num_threads(requested or 1)
+    n = requested or 1
+    torch.set_num_threads(n)
+    global _BLAS_LIMIT
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        _BLAS_LIMIT = None
+    else:  # kept alive for the process: the limit holds until it is replaced
+        _BLAS_LIMIT = threadpool_limits(limits=n)
     return torch.get_num_threads()
+
+
+#: the threadpoolctl limit set by :func:`configure_threads` (None: threadpoolctl not installed)
+_BLAS_LIMIT = None
+
+
+def blas_threads() -> dict[str, int] | None:
+    """Threads of every native thread pool numpy/scipy loaded (None: threadpoolctl missing)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return {f"{i['internal_api']}:{i.get('filepath', '').rsplit('/', 1)[-1]}": i["num_threads"]
+            for i in threadpool_info()}
 
 
 def _peaks_for(cells: Sequence[Cell], backends: dict[str, Backend]) -> dict[str, Peaks]:
@@ -254,6 +296,7 @@ def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore 
     device = "cuda" if any(b.device == "cuda" for b in backends.values()) else "cpu"
     configure_threads(options.threads)
     env = collect(device)
+    env["native_threads"] = blas_threads()
     env["run"] = dict(run_info or {}, cells=len(cells), resumed=len(records))
     peaks = _peaks_for(cells, backends) if options.measure_peaks else {}
     if resume and store is not None and not peaks:
@@ -262,15 +305,25 @@ def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore 
     if store is not None:
         store.write_env(env)
     cache = InputCache(options.seed, options.check_max_flops)
+    rounds = options.rounds or default_rounds(device)
+    processes = min(options.processes or default_processes(device), rounds)
+    env["run"].update(rounds=rounds, processes=processes)
+    first = replace(options, rule=round_rule(options.rule, rounds))
     bar = Progress(len(todo), enabled=options.progress)
-    interrupted = False
+    interrupted, timed = False, []
     try:
         for cell in todo:
-            rec = run_cell(cell, backends[cell.backend], cache, options)
+            rec = run_cell(cell, backends[cell.backend], cache, first)
             records.append(rec)
             if store is not None:
-                store.append(rec)
+                store.append(rec)  # round 0 is a complete record: kept even if the run dies later
+            if rec.timed:
+                timed.append((cell, rec))
             bar.update(f"{cell} {rec.status}")
+        bar.set_total(len(todo) + (rounds - 1) * len(timed))
+        problems = run_rounds(timed, backends, cache, options, rounds, processes, first.rule.max_time_s, bar)
+        if problems:
+            env["run"]["round_problems"] = problems
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -2,11 +2,17 @@
 
 GPU (``device="cuda"``): CUDA events around each call; before each timed call the L2 cache is
 flushed by zeroing a buffer twice the device's L2 size (allocated once per device); samples are
-taken until :func:`suites.stats.should_stop` says so.  ``graph=True`` captures ``k`` calls in a
+taken until :class:`suites.stats.StopChecker` says so.  ``graph=True`` captures ``k`` calls in a
 CUDA graph and times replays (for launch-bound microsecond kernels; the cache is *not* flushed
 in that mode, so it measures hot-cache, launch-amortised time).
 
 CPU (``device="cpu"``): ``time.perf_counter`` around each call, the same warm-up and stopping.
+After each sample a CPU measurement also times a fixed pure-Python workload (:func:`speed_probe`,
+outside the sample): shared CPUs change speed in phases (on the 2-core VM, every call 1.5-2x
+slower for a fraction of a second to a few seconds, then back), and the median probe time says
+how fast the core was while the samples were taken, so a comparison can divide the machine's
+speed out (``convbench compare``).  Probing after every sample rather than once before and after
+the samples cut the round-to-round spread of probe-scaled numpy medians from 10% to 6%.
 
 The first call is timed on its own (it includes Triton compilation, autotuning, or cuDNN's
 algorithm search under ``cudnn.benchmark``) and reported as ``compile_ms``, never as a sample.
@@ -19,7 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .stats import StopRule, should_stop
+import numpy as np
+
+from .stats import StopChecker, StopRule
 
 _FLUSH_BUFFERS: dict[int, Any] = {}
 
@@ -34,6 +42,8 @@ class Measurement:
     #: calls per sample (graph mode replays several calls per sample)
     calls_per_sample: int = 1
     note: str = ""
+    #: CPU only: median time of :func:`speed_probe` around the samples (None on a GPU)
+    probe_ms: float | None = None
 
 
 def l2_bytes(device_index: int = 0) -> int:
@@ -53,6 +63,15 @@ def flush_buffer(device_index: int = 0):
         buf = torch.empty(2 * l2_bytes(device_index), dtype=torch.uint8, device=f"cuda:{device_index}")
         _FLUSH_BUFFERS[device_index] = buf
     return buf
+
+
+def speed_probe() -> float:
+    """A fixed CPU workload of about 10 us: interpreted float arithmetic, no allocation, no I/O,
+    no library code, so its time follows only the speed of the core it runs on."""
+    acc = 0.0
+    for i in range(256):
+        acc += i * 0.5
+    return acc
 
 
 def first_call(fn: Callable[[], Any], device: str) -> tuple[Any, float]:
@@ -109,15 +128,20 @@ def measure(fn: Callable[[], Any], device: str, rule: StopRule, *, flush_l2: boo
 
 def _measure_cpu(fn, rule: StopRule) -> Measurement:
     samples: list[float] = []
+    probes: list[float] = []
+    stop_check = StopChecker(rule)
     clock = time.perf_counter
     t_start = clock()
     while True:
         t0 = clock()
         fn()
-        samples.append((clock() - t0) * 1e3)
-        stop, reason = should_stop(samples, clock() - t_start, rule)
+        t1 = clock()
+        speed_probe()
+        probes.append((clock() - t1) * 1e3)
+        samples.append((t1 - t0) * 1e3)
+        stop, reason = stop_check(samples, clock() - t_start)
         if stop:
-            return Measurement(samples, "perf_counter", reason)
+            return Measurement(samples, "perf_counter", reason, probe_ms=float(np.median(probes)))
 
 
 def _measure_events(fn, rule: StopRule, flush_l2: bool) -> Measurement:
@@ -127,6 +151,7 @@ def _measure_events(fn, rule: StopRule, flush_l2: bool) -> Measurement:
     buf = flush_buffer(device_index) if flush_l2 else None
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     samples: list[float] = []
+    stop_check = StopChecker(rule)
     t_start = time.perf_counter()
     while True:
         if buf is not None:
@@ -136,7 +161,7 @@ def _measure_events(fn, rule: StopRule, flush_l2: bool) -> Measurement:
         end.record()
         end.synchronize()
         samples.append(float(start.elapsed_time(end)))
-        stop, reason = should_stop(samples, time.perf_counter() - t_start, rule)
+        stop, reason = stop_check(samples, time.perf_counter() - t_start)
         if stop:
             return Measurement(samples, "cuda-events", reason)
 
@@ -163,6 +188,7 @@ def _measure_graph(fn, rule: StopRule, target_ms: float = 1.0, max_calls: int = 
     graph.replay()
     torch.cuda.synchronize()
     samples: list[float] = []
+    stop_check = StopChecker(rule)
     t_start = time.perf_counter()
     while True:
         start.record()
@@ -170,6 +196,6 @@ def _measure_graph(fn, rule: StopRule, target_ms: float = 1.0, max_calls: int = 
         end.record()
         end.synchronize()
         samples.append(float(start.elapsed_time(end)) / k)
-        stop, reason = should_stop(samples, time.perf_counter() - t_start, rule)
+        stop, reason = stop_check(samples, time.perf_counter() - t_start)
         if stop:
             return Measurement(samples, "cuda-graph", reason, calls_per_sample=k)

@@ -3,8 +3,11 @@ on the CPU), plus the calibration arithmetic on synthetic runs.
 
 Real back-to-back runs on a shared machine drift (another process takes the CPU for a second and
 every cell of that run is slower), so the exit status of a real A/A pair is not asserted here; it
-is what ``calibrate`` measures and reports.  The regression checks use one real run against
-itself and against copies with one cell's real samples scaled, which is deterministic.
+is what ``calibrate`` measures and reports.  The plumbing on real records (rounds, probes, exit
+status, the cell named) uses one real run against itself and against copies with one cell's real
+samples scaled: by 2x, far outside any round-to-round noise of a loaded CI machine, and by 2%,
+which the threshold never calls a regression.  The statistical power for a 30% change at the
+round-to-round noise measured on the CPU VM is tested on synthetic rounds in test_compare.py.
 """
 
 import json
@@ -37,6 +40,7 @@ def _timed(records):
 def test_calibrate_writes_runs_and_report(aa_runs):
     a, b = ResultStore(aa_runs / "run0").load(), ResultStore(aa_runs / "run1").load()
     assert len(a) == len(b) and len(_timed(a)) >= 3
+    assert all(r.rounds == 15 and len(r.round_probe_ms) == 15 for r in _timed(a))  # the CPU default
     assert {r.backend for r in _timed(a)} == {"numpy", "torch"}
     report = (aa_runs / "calibration.md").read_text()
     assert "false alarms at threshold 5.00%" in report and "suggested --threshold" in report
@@ -63,7 +67,7 @@ def test_real_run_against_itself_and_scaled_copies(aa_runs, tmp_path, capsys):
     run = aa_runs / "run0"
     key = _timed(ResultStore(run).load())[0].key
     assert cli.main(["compare", str(run), str(run)]) == 0
-    slow = _scaled_copy(run, tmp_path / "slow", key, 1.3)
+    slow = _scaled_copy(run, tmp_path / "slow", key, 2.0)
     capsys.readouterr()
     assert cli.main(["compare", str(run), str(slow), "--show", "changed"]) == 1
     out = capsys.readouterr().out

@@ -191,3 +191,80 @@ def test_cell_slowed_on_a_drifting_machine_is_still_named():
 def test_normalize_is_validated():
     with pytest.raises(ValueError, match="normalize"):
         C.compare(_run(1), _run(2), normalize="global")
+
+
+# ------------------------------------------------------------------ rounds as the unit
+def _round_record(i, rng, *, rounds=15, per_round=40, round_sd=0.05, factor=1.0, probe=None,
+                  backend="torch"):
+    """One cell sampled in ``rounds`` rounds: each round has its own offset (lognormal,
+    ``round_sd``: a machine phase or a process), its samples 1% noise around it."""
+    meds = (0.5 + 0.1 * i) * factor * rng.lognormal(0.0, round_sd, rounds)
+    samples = np.concatenate([m * rng.lognormal(0.0, 0.01, per_round) for m in meds])
+    return _record(i, samples, backend=backend, round_samples=[per_round] * rounds, rounds=rounds,
+                   round_probe_ms=list(probe) if probe is not None else [])
+
+
+def _round_run(seed, n_cells=40, slow=None, **kw):
+    rng = np.random.default_rng(seed)
+    slow = slow or {}
+    return [_round_record(i, rng, factor=slow.get(i, 1.0), backend="torch" if i % 2 else "numpy", **kw)
+            for i in range(n_cells)]
+
+
+def test_round_effects_are_not_called_significant():
+    """Identical code, per-round offsets of 10% (as measured on the CPU VM after the probe): a test on the raw samples calls many cells
+    different (the samples of a round are not independent); the round-level test calls none."""
+    alarms_rounds = alarms_samples = 0
+    for seed in range(6):
+        a, b = _round_run(2 * seed, round_sd=0.1), _round_run(2 * seed + 1, round_sd=0.1)
+        cmp = C.compare(a, b)
+        assert all(c.test == "rounds" for c in cmp.cells)
+        alarms_rounds += sum(c.verdict in ("SLOWER", "FASTER") for c in cmp.cells)
+        flat = [Record.from_dict({**r.to_dict(), "round_samples": [], "rounds": 1}) for r in b]
+        flat_base = [Record.from_dict({**r.to_dict(), "round_samples": [], "rounds": 1}) for r in a]
+        alarms_samples += sum(c.verdict in ("SLOWER", "FASTER") for c in C.compare(flat_base, flat).cells)
+    assert alarms_rounds <= 1  # 240 cell comparisons at FDR 5%
+    assert alarms_samples >= 10
+
+
+def test_round_level_test_finds_thirty_percent_and_ignores_two():
+    a = _round_run(100)
+    cmp = C.compare(a, _round_run(101, slow={7: 1.3}))
+    assert [c.key for c in cmp.regressions] == [a[7].key] and cmp.failed
+    slow = next(c for c in cmp.cells if c.key == a[7].key)
+    assert slow.ci_lo > 1.15 and slow.ci_hi < 1.45 and slow.test == "rounds"
+    cmp2 = C.compare(a, _round_run(101, slow={7: 1.02}))
+    assert not cmp2.failed
+
+
+def test_speed_probe_puts_slow_phases_back_on_scale():
+    """The new run's cell 3 ran entirely in a slow phase: its samples *and* its probe 1.6x."""
+    rng = np.random.default_rng(7)
+    probe = np.full(15, 0.01)
+    a = [_round_record(i, rng, probe=probe * rng.lognormal(0, 0.002, 15)) for i in range(12)]
+    b = []
+    for i in range(12):
+        f = 1.6 if i == 3 else 1.0
+        b.append(_round_record(i, rng, factor=f, probe=probe * f * rng.lognormal(0, 0.002, 15)))
+    probed = C.compare(a, b)
+    assert probed.probe_cells == 12 and 0.95 < probed.probe_ratio < 1.1
+    assert not probed.failed and 0.9 < next(c for c in probed.cells if c.key == a[3].key).ratio < 1.1
+    raw = C.compare(a, b, normalize="backend")
+    assert [c.key for c in raw.regressions] == [a[3].key]
+    assert "machine speed by the probe" in "\n".join(C.summary_lines(probed))
+
+
+def test_records_without_rounds_fall_back_to_the_sample_test():
+    cmp = C.compare(_run(1), _run(2))
+    assert all(c.test == "samples" and "single round" in c.note for c in cmp.cells if c.ratio is not None)
+
+
+def test_welch_log_ratio():
+    ratio, p, lo, hi = C.welch_log_ratio([1.0, 1.1, 0.9], [1.0, 1.1, 0.9])
+    assert ratio == pytest.approx(1.0) and p == pytest.approx(1.0) and lo < 1 < hi
+    rng = np.random.default_rng(3)
+    base, new = rng.lognormal(0, 0.05, 15), 1.3 * rng.lognormal(0, 0.05, 15)
+    ratio, p, lo, hi = C.welch_log_ratio(base, new)
+    assert lo < 1.3 < hi and p < 1e-8 and lo < ratio < hi
+    assert C.welch_log_ratio([2.0] * 3, [2.0] * 3)[1] == 1.0
+    assert C.welch_log_ratio([2.0] * 3, [3.0] * 3)[1] == 0.0

@@ -19,7 +19,7 @@ from suites.stats import StopRule
 from suites.timing import first_call, measure
 
 FAST = runner.RunOptions(rule=StopRule(min_samples=3, max_samples=50, max_time_s=0.01), measure_peaks=False,
-                         progress=False, threads=1)
+                         progress=False, threads=1, rounds=2, processes=1)
 
 
 def _cells(ops=("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")):

@@ -100,3 +100,24 @@ def test_bootstrap_interval_coverage_sanity():
         _, lo, hi = bootstrap_ratio_ci(base, new, n_boot=300, seed=int(rng.integers(1 << 30)))
         hits += lo <= 1.5 <= hi
     assert hits / trials >= 0.83
+
+
+def test_stop_checker_runs_the_convergence_test_only_at_checkpoints(monkeypatch):
+    import suites.stats as S
+
+    calls = []
+    real = S.median_noise
+    monkeypatch.setattr(S, "median_noise", lambda samples: (calls.append(len(samples)), real(samples))[1])
+    rule = StopRule(min_samples=10, max_samples=10_000, target_noise=1e-9, max_time_s=1.0)
+    check = S.StopChecker(rule)
+    samples = []
+    for i in range(200):
+        samples.append(1.0 + 0.01 * (i % 7))
+        assert check(samples, 0.0) == (False, "")
+    # first at min_samples, then each time the count grew by a quarter (at least 5)
+    assert calls[:4] == [10, 15, 20, 25] and calls[-1] <= 200 and len(calls) < 20
+    assert calls == sorted(set(calls))
+    # the cheap limits still act on every sample
+    assert check(samples + [1.0], 5.0) == (True, "time budget")
+    quiet = S.StopChecker(StopRule(min_samples=10))
+    assert quiet([1.0] * 10, 0.0) == (True, "converged")
