@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 
-def select_cells(*, suites=("quick",), backends=None, ops=None, dtypes=None, shapes=None,
+def select_cells(*, suites=("quick",), backends=None, ops=None, dtypes=None, layouts=None, shapes=None,
                  min_samples=10, max_time=None, progress=False):
     """(cells, backends by name, run options) of a selection; backends default to the timed
     pair of this machine (torch,triton on a GPU, numpy,torch on a CPU)."""
@@ -29,7 +29,8 @@ def select_cells(*, suites=("quick",), backends=None, ops=None, dtypes=None, sha
     B.configure_interpreter(names)
     made = {n: B.make_backend(n) for n in names}
     cells = build_cells([get_suite(s) for s in suites], list(made.values()), ops=ops,
-                        dtypes=dtypes or list(B.default_dtypes()), shapes=shapes)
+                        dtypes=dtypes or list(B.default_dtypes()), layouts=layouts or list(B.default_layouts()),
+                        shapes=shapes)
     if not cells:
         raise ValueError("the selection contains no cells")
     rule = StopRule(min_samples=min_samples, max_time_s=max_time or (1.0 if on_gpu else 0.3))
@@ -65,9 +66,46 @@ def run_aa(out_dirs, *, interleave: bool = False, **selection) -> list:
     return runs
 
 
+def planted(records: list, key: str, slowdown: float) -> list:
+    """``records`` with the samples of cell ``key`` made ``slowdown`` slower (0.3 = 30%): a code
+    change in that one cell; the machine (its speed probes) unchanged."""
+    from dataclasses import replace
+
+    return [replace(r, samples_ms=[v * (1.0 + slowdown) for v in r.samples_ms]) if r.key == key else r
+            for r in records]
+
+
+def detection(runs: list, slowdowns=(0.30, 0.02), **compare_kw) -> dict:
+    """For every pair of identical runs and every timed cell the pair did not already call a
+    regression: plant each slowdown in that one cell of the later run and compare again.
+    Returns ``{slowdown: {"tries", "named", "failed_exit", "already_flagged"}}``: how often the
+    planted cell was called SLOWER, how often the comparison failed, and how many cells were
+    left out because the A/A comparison had flagged them already (those are false alarms,
+    counted by :func:`calibration`)."""
+    from reports.compare import compare
+
+    out = {s: {"tries": 0, "named": 0, "failed_exit": 0, "already_flagged": 0} for s in slowdowns}
+    for i in range(len(runs)):
+        for j in range(i + 1, len(runs)):
+            flagged = {c.key for c in compare(runs[i], runs[j], **compare_kw).regressions}
+            keys = [r.key for r in runs[j] if r.samples_ms and r.status == "ok"]
+            for s in slowdowns:
+                out[s]["already_flagged"] += sum(k in flagged for k in keys)
+                for key in keys:
+                    if key in flagged:
+                        continue
+                    cmp = compare(runs[i], planted(runs[j], key, s), **compare_kw)
+                    out[s]["tries"] += 1
+                    out[s]["named"] += any(c.key == key for c in cmp.regressions)
+                    out[s]["failed_exit"] += any(c.key == key for c in cmp.regressions) or \
+                        (cmp.failed and not flagged)
+    return out
+
+
 def calibration(runs: list, *, threshold: float = 0.05, alpha: float = 0.05,
-                normalize: str = "probe") -> dict:
-    """False alarms and noise of every pair of identical runs (lists of records)."""
+                normalize: str = "probe", plant=()) -> dict:
+    """False alarms and noise of every pair of identical runs (lists of records); with
+    ``plant`` (slowdowns such as 0.3, 0.02) also how often each planted slowdown is found."""
     from reports.compare import compare
 
     pairs, alarms, timed, logs = [], 0, 0, {}
@@ -94,7 +132,9 @@ def calibration(runs: list, *, threshold: float = 0.05, alpha: float = 0.05,
             "false_alarm_rate": alarms / timed if timed else None, "noise_band": band,
             "per_cell_max": {k: math.expm1(max(v)) for k, v in sorted(logs.items())},
             "suggested_threshold": suggested, "threshold": threshold, "alpha": alpha,
-            "normalize": normalize}
+            "normalize": normalize,
+            "detection": (detection(runs, plant, threshold=threshold, alpha=alpha, normalize=normalize)
+                          if plant else {})}
 
 
 def render_calibration(cal: dict) -> str:
@@ -117,6 +157,12 @@ def render_calibration(cal: dict) -> str:
                  + ", ".join(f"{k} {pc(v)}" for k, v in band.items()))
     lines.append(f"- suggested --threshold: {pc(cal['suggested_threshold'])} "
                  "(the worst A/A cell, rounded up to a whole percent)")
+    for slowdown, d in sorted(cal.get("detection", {}).items(), reverse=True):
+        lines.append(f"- planted slowdown of {pc(slowdown)} in one cell at a time ({d['tries']} tries): "
+                     f"called SLOWER in {d['named']} ({pc(d['named'] / d['tries'] if d['tries'] else None)}), "
+                     f"comparison failed in {d['failed_exit']}"
+                     + (f" ({d['already_flagged']} cell(s) left out: flagged by the A/A comparison already)"
+                        if d["already_flagged"] else ""))
     rows = sorted(cal["per_cell_max"].items(), key=lambda kv: -kv[1])
     if rows:
         lines += ["", tabulate([(k, pc(v)) for k, v in rows], headers=("cell", "max |ratio - 1|"),

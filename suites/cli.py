@@ -84,4 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # ``python -m suites.cli``: run the main of the module the subcommands import (suites.cli),
+    # not of this __main__ copy, whose UsageError they would not raise
+    from suites.cli import main as _main
+
+    sys.exit(_main())

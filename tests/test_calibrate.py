@@ -129,3 +129,38 @@ def test_run_appends_to_history(tmp_path, capsys):
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["run"] for line in lines] == [str(tmp_path / "r1"), str(tmp_path / "r2")]
     assert "appended the run to" in capsys.readouterr().err
+
+
+def test_planted_slowdowns_measure_the_power():
+    from tests.test_compare import _round_run
+
+    a, b = _round_run(11, n_cells=16), _round_run(12, n_cells=16)
+    key = a[3].key
+    moved = calibrate.planted(b, key, 0.3)
+    assert [r.samples_ms for r in moved if r.key != key] == [r.samples_ms for r in b if r.key != key]
+    assert np.allclose(next(r for r in moved if r.key == key).samples_ms,
+                       1.3 * np.asarray(next(r for r in b if r.key == key).samples_ms))
+    cal = calibrate.calibration([a, b], plant=(0.3, 0.02))
+    found, ignored = cal["detection"][0.3], cal["detection"][0.02]
+    assert found["tries"] == ignored["tries"] == 16
+    assert found["named"] >= 14 and found["failed_exit"] >= found["named"]
+    assert ignored["named"] == 0
+    text = calibrate.render_calibration(cal)
+    assert "planted slowdown of 30.00% in one cell at a time (16 tries)" in text
+
+
+def test_calibrate_rejects_bad_plants(capsys):
+    assert cli.main(["calibrate", "--plant", "lots"]) == 2
+    assert "--plant takes fractions" in capsys.readouterr().err
+
+
+def test_calibrate_judges_existing_runs_again(aa_runs, tmp_path, capsys):
+    runs = [str(aa_runs / "run0"), str(aa_runs / "run1")]
+    out = tmp_path / "again"
+    assert cli.main(["calibrate", "--existing", *runs, "--threshold", "0.5", "--plant", "none",
+                     "--out", str(out)]) == 0
+    text = (out / "calibration.md").read_text()
+    assert "false alarms at threshold 50.00%" in text and "planted" not in text
+    assert not (out / "run0").exists()  # nothing was run
+    assert cli.main(["calibrate", "--existing", runs[0]]) == 2
+    assert "--existing needs at least two runs" in capsys.readouterr().err
