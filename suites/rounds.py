@@ -156,7 +156,7 @@ def run_rounds(timed: Sequence, backends: dict, cache, options, rounds: int, pro
                 try:
                     worker = workers.get(proc) or workers.setdefault(proc, Worker(options))
                     results = worker.call(jobs)
-                except (EOFError, OSError) as exc:
+                except Exception as exc:  # died, could not start, or could not be sent the cells
                     problems.append(f"round {r + 1}: worker process {proc} failed ({type(exc).__name__}: "
                                     f"{exc}); timed in the main process")
                     workers.pop(proc, None)

@@ -31,7 +31,9 @@ def _check_rounds(records, n_rounds):
     assert timed
     for r in timed:
         assert r.rounds == n_rounds == len(r.round_samples) == len(r.round_probe_ms)
-        assert len(set(r.round_samples)) == 1 and sum(r.round_samples) == len(r.samples_ms) == r.n_samples
+        # later rounds take round 0's count (fewer only if a call became 10x slower: the timeout)
+        assert all(0 < n <= r.round_samples[0] for n in r.round_samples)
+        assert sum(r.round_samples) == len(r.samples_ms) == r.n_samples
         assert all(p > 0 for p in r.round_probe_ms) and all(s > 0 for s in r.samples_ms)
     return timed
 
