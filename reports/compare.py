@@ -436,6 +436,8 @@ def summary_lines(cmp: Comparison) -> list[str]:
                          + (" (fails: --fail-on-drift)" if cmp.fail_on_drift else ""))
     elif cmp.normalize == "none":
         lines.append("raw times compared (no run-wide drift correction)")
+    if cmp.probe_cells or cmp.drift:
+        lines.append("new/base and its 95% CI are on the corrected scale; the p50 columns are raw medians")
     if cmp.only_base:
         lines.append(f"{len(cmp.only_base)} cell(s) only in {cmp.base_label}: " + ", ".join(cmp.only_base))
     if cmp.only_new:

@@ -57,6 +57,8 @@ def test_list_shapes_scaled(capsys):
     (["list", "everything"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
     (["run", "--batch", "many"], "invalid int value"),
+    (["run", "--rounds", "0"], "--rounds must be >= 1, got 0"),
+    (["run", "--processes", "0"], "--processes must be >= 1, got 0"),
 ])
 def test_bad_arguments_exit_2(argv, message, capsys):
     assert main(argv) == 2
