@@ -366,16 +366,12 @@ def probe_scaled(cells, samples: dict, base_records) -> tuple[dict, int, float |
     return out, len(ratios), (math.exp(float(np.median(ratios))) if ratios else None)
 
 
-def run_drift(cells, samples: dict | None = None) -> dict:
+def run_drift(cells, samples: dict) -> dict:
     """backend -> exp(median over its cells of log(median new / median base)), for backends with
-    at least MIN_CELLS_FOR_DRIFT cells timed on both sides; ``samples`` (key -> (base, new)
-    arrays) replaces the records' own samples."""
+    at least MIN_CELLS_FOR_DRIFT cells timed on both sides; ``samples``: key -> (base, new) arrays."""
     logs: dict = {}
     for c in cells:
-        if samples is not None:
-            bs, ns = samples[c.key]
-        else:
-            bs, ns = _get(c.base, "samples_ms"), _get(c.new, "samples_ms")
+        bs, ns = samples[c.key]
         logs.setdefault(_get(c.new, "backend"), []).append(math.log(_median(ns) / _median(bs)))
     return {b: math.exp(float(np.median(v))) for b, v in logs.items() if len(v) >= MIN_CELLS_FOR_DRIFT}
 

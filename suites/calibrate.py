@@ -95,10 +95,10 @@ def detection(runs: list, slowdowns=(0.30, 0.02), **compare_kw) -> dict:
                     if key in flagged:
                         continue
                     cmp = compare(runs[i], planted(runs[j], key, s), **compare_kw)
+                    named = any(c.key == key for c in cmp.regressions)
                     out[s]["tries"] += 1
-                    out[s]["named"] += any(c.key == key for c in cmp.regressions)
-                    out[s]["failed_exit"] += any(c.key == key for c in cmp.regressions) or \
-                        (cmp.failed and not flagged)
+                    out[s]["named"] += named
+                    out[s]["failed_exit"] += named or (cmp.failed and not flagged)
     return out
 
 

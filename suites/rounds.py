@@ -29,7 +29,7 @@ import signal
 from typing import Sequence
 
 from .stats import StopRule
-from .timing import Measurement, measure
+from .timing import measure
 
 #: warm-up of a later timing round (the code is compiled and warm; caches and clocks are not)
 ROUND_WARMUP_S = 0.005
@@ -65,15 +65,15 @@ def round_rule(rule: StopRule, rounds: int) -> StopRule:
                     timeout_s=rule.timeout_s if rule.timeout_s is not None else 10 * rule.max_time_s)
 
 
-def add_round(rec, m) -> None:
-    """Append one round's samples (a :class:`~suites.timing.Measurement`) to the record ``rec``
-    and refresh its summary (over all rounds)."""
+def add_round(rec, samples_ms: Sequence[float], probe_ms: float | None = None) -> None:
+    """Append one round's samples (and its speed-probe time, CPU only) to the record ``rec`` and
+    refresh its summary (over all rounds)."""
     from .stats import summarize
 
-    rec.samples_ms = rec.samples_ms + [float(v) for v in m.samples_ms]
-    rec.round_samples = rec.round_samples + [len(m.samples_ms)]
-    if m.probe_ms is not None:
-        rec.round_probe_ms = rec.round_probe_ms + [m.probe_ms]
+    rec.samples_ms = rec.samples_ms + [float(v) for v in samples_ms]
+    rec.round_samples = rec.round_samples + [len(samples_ms)]
+    if probe_ms is not None:
+        rec.round_probe_ms = rec.round_probe_ms + [probe_ms]
     rec.rounds = len(rec.round_samples)
     s = summarize(rec.samples_ms)
     rec.p50_ms, rec.p20_ms, rec.p80_ms, rec.mean_ms = s.p50, s.p20, s.p80, s.mean
@@ -91,6 +91,16 @@ def time_round(cell, backend, cache, options, n_samples: int, budget_s: float):
                    warmup_s=ROUND_WARMUP_S)
 
 
+def round_result(cell, backend, cache, options, n_samples: int, budget_s: float) -> tuple[list, float | None, str]:
+    """:func:`time_round` as plain data, in the main process or a worker: (samples, probe time,
+    ``""``), or ``([], None, "Type: message")`` when the round raised."""
+    try:
+        m = time_round(cell, backend, cache, options, n_samples, budget_s)
+    except Exception as exc:
+        return [], None, f"{type(exc).__name__}: {exc}"
+    return list(m.samples_ms), m.probe_ms, ""
+
+
 # ------------------------------------------------------------------------------ processes
 def _serve(conn, options) -> None:
     """A worker process: time the rounds it is sent until it is sent ``None``."""
@@ -104,12 +114,10 @@ def _serve(conn, options) -> None:
     while (jobs := conn.recv()) is not None:
         results = []
         for cell, n_samples, budget_s in jobs:
-            try:
-                backend = made.get(cell.backend) or made.setdefault(cell.backend, B.make_backend(cell.backend))
-                m = time_round(cell, backend, cache, options, n_samples, budget_s)
-                results.append((list(m.samples_ms), m.probe_ms, ""))
-            except Exception as exc:
-                results.append(([], None, f"{type(exc).__name__}: {exc}"))
+            # a backend the parent made cannot fail here; if it did, the parent sees the pipe
+            # close and times the round itself
+            backend = made.get(cell.backend) or made.setdefault(cell.backend, B.make_backend(cell.backend))
+            results.append(round_result(cell, backend, cache, options, n_samples, budget_s))
         conn.send(results)
 
 
@@ -150,30 +158,23 @@ def run_rounds(timed: Sequence, backends: dict, cache, options, rounds: int, pro
             live = [(cell, rec) for cell, rec in timed if rec.status != "error"]
             order = live[::-1] if r % 2 else live
             proc = r % processes
+            sizes = [max(3, rec.round_samples[0]) for _, rec in order]  # round 0's count
             results = None
             if proc:
-                jobs = [(cell, max(3, rec.round_samples[0]), budget_s) for cell, rec in order]
                 try:
                     worker = workers.get(proc) or workers.setdefault(proc, Worker(options))
-                    results = worker.call(jobs)
+                    results = worker.call([(cell, n, budget_s) for (cell, _), n in zip(order, sizes)])
                 except Exception as exc:  # died, could not start, or could not be sent the cells
                     problems.append(f"round {r + 1}: worker process {proc} failed ({type(exc).__name__}: "
                                     f"{exc}); timed in the main process")
                     workers.pop(proc, None)
-            for i, (cell, rec) in enumerate(order):
-                if results is not None:
-                    samples, probe, error = results[i]
-                else:
-                    try:
-                        m = time_round(cell, backends[cell.backend], cache, options,
-                                       max(3, rec.round_samples[0]), budget_s)
-                        samples, probe, error = m.samples_ms, m.probe_ms, ""
-                    except Exception as exc:
-                        samples, probe, error = [], None, f"{type(exc).__name__}: {exc}"
+            for i, ((cell, rec), n) in enumerate(zip(order, sizes)):
+                samples, probe, error = results[i] if results is not None else \
+                    round_result(cell, backends[cell.backend], cache, options, n, budget_s)
                 if error:  # it ran in round 0: keep those samples, say what happened
                     rec.status, rec.message = "error", f"timing round {r + 1}: {error}"
                 elif samples:
-                    add_round(rec, Measurement(list(samples), probe_ms=probe))
+                    add_round(rec, samples, probe)
                 if progress is not None:
                     progress.update(f"round {r + 1}/{rounds} {cell}")
     finally:

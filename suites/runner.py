@@ -219,7 +219,7 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
         rec.timing_note = rec.timing_note or "not measured: the cell raised"
         return rec
     rec.timed, rec.timer, rec.stop_reason, rec.timing_note = True, m.timer, m.stop_reason, m.note
-    add_round(rec, m)
+    add_round(rec, m.samples_ms, m.probe_ms)
     return rec
 
 
@@ -244,18 +244,13 @@ def configure_threads(requested: int | None) -> int:
         raise ValueError(f"threads must be positive, got {requested}")
     n = requested or 1
     torch.set_num_threads(n)
-    global _BLAS_LIMIT
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        _BLAS_LIMIT = None
-    else:  # kept alive for the process: the limit holds until it is replaced
-        _BLAS_LIMIT = threadpool_limits(limits=n)
+        pass
+    else:  # the limit holds for the process (it is undone only by restore_original_limits)
+        threadpool_limits(limits=n)
     return torch.get_num_threads()
-
-
-#: the threadpoolctl limit set by :func:`configure_threads` (None: threadpoolctl not installed)
-_BLAS_LIMIT = None
 
 
 def blas_threads() -> dict[str, int] | None:
