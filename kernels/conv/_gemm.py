@@ -129,6 +129,26 @@ def swizzled_tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: t
 
 
 @triton.jit
+def gemm_tile(M, KG, PQ, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+              GROUP_M: tl.constexpr, USE_INT64: tl.constexpr):
+    """This program's tile of a convolution seen as a GEMM (rows (n, pq) of M = N*P*Q, columns k
+    of one group's KG, group g = program_id(1)): (g, row offsets, column offsets, reduction offsets
+    of one BLOCK_K step, row mask, column mask, image of each row, pq of each row), in int64 when
+    ``USE_INT64``."""
+    pid_m, pid_n = swizzled_tile(M, KG, BLOCK_M, BLOCK_N, GROUP_M)
+    g = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_red = tl.arange(0, BLOCK_K)
+    if USE_INT64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+        offs_red = offs_red.to(tl.int64)
+        g = g.to(tl.int64)
+    return g, offs_m, offs_n, offs_red, offs_m < M, offs_n < KG, offs_m // PQ, offs_m % PQ
+
+
+@triton.jit
 def dot_acc(a, b, acc, INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr):
     """``acc + a @ b`` with fp32 accumulation.  ``UPCAST`` (only ever True for bf16 under the
     interpreter) multiplies exact fp32 copies instead: Triton 3.6's interpreter stores bf16 as
@@ -172,20 +192,8 @@ def _gemm_kernel(
     HAS_BIAS: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, USE_INT64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
-    pid_m, pid_n = swizzled_tile(M, KG, BLOCK_M, BLOCK_N, GROUP_M)
-    g = tl.program_id(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_r = tl.arange(0, BLOCK_K)
-    if USE_INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-        offs_r = offs_r.to(tl.int64)
-        g = g.to(tl.int64)
-    m_ok = offs_m < M
-    n_ok = offs_n < KG
-    img = offs_m // PQ
-    pq = offs_m % PQ
+    g, offs_m, offs_n, offs_r, m_ok, n_ok, img, pq = gemm_tile(M, KG, PQ, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
+                                                               USE_INT64)
 
     a_ptrs = a_ptr + g * stride_ag + (img * stride_an + pq * stride_apq)[:, None] + (offs_r * stride_ared)[None, :]
     b_ptrs = b_ptr + g * stride_bg + (offs_r * stride_bred)[:, None] + (offs_n * stride_bk)[None, :]

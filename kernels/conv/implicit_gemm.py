@@ -36,7 +36,7 @@ from reference.geometry import ConvGeometry
 from .. import _common
 from .._static_spec import StaticSpec
 from . import _gemm
-from ._gemm import CONFIGS, GemmConfig, dot_acc, store_tile, swizzled_tile  # noqa: F401  (CONFIGS is public)
+from ._gemm import CONFIGS, GemmConfig, dot_acc, gemm_tile, store_tile  # noqa: F401  (CONFIGS is public)
 
 ERROR_SCALE = 1.0
 
@@ -62,20 +62,8 @@ def _implicit_gemm_kernel(
     HAS_BIAS: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, USE_INT64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
-    pid_m, pid_n = swizzled_tile(M, KG, BLOCK_M, BLOCK_N, GROUP_M)
-    g = tl.program_id(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_c = tl.arange(0, BLOCK_K)
-    if USE_INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-        offs_c = offs_c.to(tl.int64)
-        g = g.to(tl.int64)
-    m_ok = offs_m < M
-    n_ok = offs_n < KG
-    img = offs_m // (P * Q)
-    pq = offs_m % (P * Q)
+    g, offs_m, offs_n, offs_c, m_ok, n_ok, img, pq = gemm_tile(M, KG, P * Q, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
+                                                               USE_INT64)
     oh = pq // Q
     ow = pq % Q
     h0 = oh * stride_h - pad_t  # input row of tap r = 0
