@@ -71,9 +71,10 @@ def check_launch(x, weight, bias, geom, input_precision: str) -> None:
     check_tensor(weight, "weight", ndim=4)
     check_same(x, "input", weight, "weight")
     if tuple(x.shape) != geom.input_shape:
-        raise ValueError(f"input has shape {tuple(x.shape)}, geometry {geom} expects {geom.input_shape}")
+        raise ValueError(f"input shape {tuple(x.shape)} does not match geometry {geom} (expects {geom.input_shape})")
     if tuple(weight.shape) != geom.weight_shape:
-        raise ValueError(f"weight has shape {tuple(weight.shape)}, geometry {geom} expects {geom.weight_shape}")
+        raise ValueError(f"weight shape {tuple(weight.shape)} does not match geometry {geom} "
+                         f"(expects {geom.weight_shape})")
     check_vector(bias, "bias", geom.k, x)
     check_same(x, "input", bias, "bias")
     check_input_precision(input_precision)

@@ -218,15 +218,7 @@ def launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
            input_precision: str = "ieee", config: Optional[Config] = None,
            filter_transformed: Optional[torch.Tensor] = None) -> torch.Tensor:
     """FFT convolution of ``x`` (NCHW or channels_last); the output follows ``x``."""
-    _common.check_tensor(x, "input", ndim=4)
-    _common.check_tensor(weight, "weight", ndim=4)
-    _common.check_same(x, "input", weight, "weight")
-    _common.check_input_precision(input_precision)
-    if bias is not None:
-        _common.check_vector(bias, "bias", geom.k, x)
-        _common.check_same(x, "input", bias, "bias")
-    if tuple(x.shape) != geom.input_shape or tuple(weight.shape) != geom.weight_shape:
-        raise ValueError(f"input {tuple(x.shape)} / weight {tuple(weight.shape)} do not match {geom}")
+    _common.check_launch(x, weight, bias, geom, input_precision)
     reason = unsupported(geom, x.dtype)
     if reason is not None:
         raise ValueError(reason)

@@ -126,17 +126,7 @@ def configs(dtype: torch.dtype) -> tuple[GemmConfig, ...]:
 def check_arguments(x, weight, bias, geom: ConvGeometry, input_precision: str,
                     algorithm: str = "implicit_gemm") -> None:
     """Everything a launch needs checked first (shared with im2col); raises before any launch."""
-    _common.check_tensor(x, "input", ndim=4)
-    _common.check_tensor(weight, "weight", ndim=4)
-    _common.check_same(x, "input", weight, "weight")
-    if tuple(x.shape) != geom.input_shape:
-        raise ValueError(f"input shape {tuple(x.shape)} does not match geometry {geom} ({geom.input_shape})")
-    if tuple(weight.shape) != geom.weight_shape:
-        raise ValueError(f"weight shape {tuple(weight.shape)} does not match geometry {geom} ({geom.weight_shape})")
-    if bias is not None:
-        _common.check_vector(bias, "bias", geom.k, x)
-        _common.check_same(x, "input", bias, "bias")
-    _common.check_input_precision(input_precision)
+    _common.check_launch(x, weight, bias, geom, input_precision)
     reason = unsupported(geom, x.dtype)
     if reason is not None:
         raise ValueError(f"{algorithm} does not apply to {geom}: {reason}")
