@@ -10,7 +10,6 @@ Triton interpreter runs them on the CPU.
 
 from __future__ import annotations
 
-import random
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ import torch
 import kernels
 import reference
 from _compare import as_ref, assert_close, tolerance
+from _operands import fresh_seed as _seed, operand as _make
 from kernels import _common
 from kernels.conv import direct
 from reference.geometry import ConvGeometry
@@ -36,17 +36,6 @@ GEOMETRIES = {
     "stride3-asym": ((1, 3, 8, 10), (2, 3, 3, 2), dict(stride=(3, 2), padding=(0, 1)), False),
     "k17-c20-1x1": ((1, 20, 3, 4), (17, 20, 1, 1), dict(), True),
 }
-
-
-def _seed() -> int:
-    return random.SystemRandom().randrange(2**31)
-
-
-def _make(shape, dtype, device, seed, layout="nchw"):
-    """A fresh random operand, rounded to ``dtype`` (the values the kernel and reference share)."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.randn(shape, generator=g).to(dtype).to(device)
-    return t.to(memory_format=torch.channels_last) if layout == "channels_last" else t
 
 
 def _case(name, dtype, device, layout, seed):

@@ -11,7 +11,6 @@ tolerance model; outputs start as NaN (``conftest``).
 
 from __future__ import annotations
 
-import random
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ import torch
 import kernels
 import reference
 from _compare import as_ref, assert_close, tolerance
+from _operands import assert_exact_signatures, fresh_seed as _seed, operand as _make
 from kernels import _common
 from kernels.conv import fft
 from reference.geometry import ConvGeometry
@@ -36,16 +36,6 @@ GEOMETRIES = {
     "c24-k34-3x3": ((1, 24, 6, 6), 34, (3, 3), 1, True),
     "tiles-3x2-30x20": ((1, 2, 30, 20), 3, (3, 3), 1, False),
 }
-
-
-def _seed() -> int:
-    return random.SystemRandom().randrange(2**31)
-
-
-def _make(shape, dtype, device, seed, layout="nchw"):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.randn(shape, generator=g).to(dtype).to(device)
-    return t.to(memory_format=torch.channels_last) if layout == "channels_last" else t
 
 
 def _check(y, x, w, b, geom, what, input_precision="ieee"):
@@ -189,13 +179,8 @@ def test_bad_arguments(device):
 
 def test_static_specs_have_exact_signatures():
     specs = fft.static_specs()
-    names = [s.name for s in specs]
-    assert len(names) == len(set(names))
+    assert_exact_signatures(specs)
     for s in specs:
-        fn = getattr(s.fn, "fn", s.fn)
-        args = list(fn.__code__.co_varnames[:fn.__code__.co_argcount])
-        assert list(s.signature) == args, s.name
-        assert {k for k, v in s.signature.items() if v == "constexpr"} == set(s.constexprs), s.name
         # the GEMM on fp16/bf16 operands; the DFTs in 3xTF32 for every dtype
         assert s.expect_tensor_cores == (".gemm/" not in s.name or "fp32" not in s.name), s.name
     assert {s.constexprs["F"] for s in specs if "F" in s.constexprs} == set(fft.TILES)

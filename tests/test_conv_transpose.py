@@ -10,7 +10,6 @@ sees them; outputs start as NaN (``conftest``), so unwritten elements fail.
 
 from __future__ import annotations
 
-import random
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ import torch
 import kernels
 import reference
 from _compare import as_ref, assert_close, tolerance
+from _operands import fresh_seed as _seed, operand as _make
 from kernels import _common
 from kernels.conv import transpose
 from reference.geometry import ConvTransposeGeometry
@@ -37,17 +37,6 @@ GEOMETRIES = {
     "dot-groups2-dil2-op1": ((1, 32, 3, 2), (32, 17, 2, 3),
                              dict(stride=2, padding=(1, 2), output_padding=1, dilation=2, groups=2), False),
 }
-
-
-def _seed() -> int:
-    return random.SystemRandom().randrange(2**31)
-
-
-def _make(shape, dtype, device, seed, layout="nchw"):
-    """A fresh random operand, rounded to ``dtype`` (the values the kernel and reference share)."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.randn(shape, generator=g).to(dtype).to(device)
-    return t.to(memory_format=torch.channels_last) if layout == "channels_last" else t
 
 
 def _case(name, dtype, device, layout, seed):

@@ -13,7 +13,6 @@ and fp32 summation order may differ.  Outputs start as NaN (``conftest``).
 
 from __future__ import annotations
 
-import random
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ import torch
 import kernels
 import reference
 from _compare import as_ref, assert_close, tolerance
+from _operands import assert_exact_signatures, fresh_seed as _seed, operand as _make
 from kernels import _common
 from kernels.conv import winograd
 from reference.geometry import ConvGeometry
@@ -39,16 +39,6 @@ GEOMETRIES = {
     "c40-k48-6x6": ((1, 40, 6, 6), 48, 1, True),
     "one-row-3x13": ((2, 4, 3, 13), 3, 1, False),
 }
-
-
-def _seed() -> int:
-    return random.SystemRandom().randrange(2**31)
-
-
-def _make(shape, dtype, device, seed, layout="nchw"):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.randn(shape, generator=g).to(dtype).to(device)
-    return t.to(memory_format=torch.channels_last) if layout == "channels_last" else t
 
 
 def _tol(dtype, geom, m, input_precision="ieee"):
@@ -226,12 +216,7 @@ def test_bad_arguments(device):
 
 def test_static_specs_have_exact_signatures():
     specs = winograd.static_specs()
-    names = [s.name for s in specs]
-    assert len(names) == len(set(names))
+    assert_exact_signatures(specs)
     for s in specs:
-        fn = getattr(s.fn, "fn", s.fn)
-        args = list(fn.__code__.co_varnames[:fn.__code__.co_argcount])
-        assert list(s.signature) == args, s.name
-        assert {k for k, v in s.signature.items() if v == "constexpr"} == set(s.constexprs), s.name
         assert s.expect_tensor_cores == (".gemm/" in s.name and "fp32" not in s.name), s.name
     assert any(s.default for s in specs if ".gemm/" in s.name)

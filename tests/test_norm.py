@@ -11,7 +11,6 @@ to the kernel's dtype before the reference sees them; outputs start as NaN (``co
 from __future__ import annotations
 
 import math
-import random
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ import torch
 import kernels
 import reference
 from _compare import UNIT_ROUNDOFF, as_ref, assert_close, tolerance
+from _operands import fresh_seed as _seed
 from kernels import _common
 from kernels import norm as knorm
 from reference.geometry import NormGeometry
@@ -27,10 +27,6 @@ from reference.geometry import NormGeometry
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 DTYPE_IDS = lambda d: str(d).replace("torch.", "")  # noqa: E731
 LAYOUTS = ("nchw", "channels_last")
-
-
-def _seed() -> int:
-    return random.SystemRandom().randrange(2**31)
 
 
 def _make(shape, dtype, device, seed, layout="nchw", offset=0.0, std=1.0):

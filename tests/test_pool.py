@@ -9,7 +9,6 @@ reference sees them; outputs start as NaN (``conftest``), so an unwritten elemen
 
 from __future__ import annotations
 
-import random
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ import torch
 import kernels
 import reference
 from _compare import as_ref, assert_close, tolerance
+from _operands import fresh_seed as _seed
 from kernels import _common
 from kernels import pool as kpool
 from reference.geometry import PoolGeometry
@@ -25,10 +25,6 @@ from reference.geometry import PoolGeometry
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 LAYOUTS = ("nchw", "channels_last")
 DTYPE_IDS = lambda d: str(d).replace("torch.", "")  # noqa: E731
-
-
-def _seed() -> int:
-    return random.SystemRandom().randrange(2**31)
 
 
 def _make(shape, dtype, device, seed, layout="nchw", kind="normal"):
