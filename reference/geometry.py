@@ -94,8 +94,34 @@ def _check_conv_fields(g) -> None:
         raise ValueError(f"out_channels={g.k} is not divisible by groups={g.groups}")
 
 
+class _ConvShapes:
+    """Shapes and traffic shared by ConvGeometry and ConvTransposeGeometry (each defines its
+    own ``p``, ``q`` and ``weight_shape``)."""
+
+    @property
+    def c_per_group(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def k_per_group(self) -> int:
+        return self.k // self.groups
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.k, self.p, self.q)
+
+    def min_bytes(self, itemsize: int, bias: bool = False) -> int:
+        """Minimum DRAM traffic: input, weight (and bias) read once, output written once."""
+        elems = math.prod(self.input_shape) + math.prod(self.weight_shape) + math.prod(self.output_shape)
+        return (elems + (self.k if bias else 0)) * itemsize
+
+
 @dataclass(frozen=True)
-class ConvGeometry:
+class ConvGeometry(_ConvShapes):
     """A 2-D convolution (1-D is ``h == r == 1``): input NxCxHxW, weight Kx(C/groups)xRxS.
 
     ``padding`` is per side: (top, bottom, left, right).
@@ -184,24 +210,8 @@ class ConvGeometry:
         return conv_out_size(self.w, self.s, self.stride[1], self.padding[2], self.padding[3], self.dilation[1])
 
     @property
-    def c_per_group(self) -> int:
-        return self.c // self.groups
-
-    @property
-    def k_per_group(self) -> int:
-        return self.k // self.groups
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.h, self.w)
-
-    @property
     def weight_shape(self) -> tuple[int, int, int, int]:
         return (self.k, self.c_per_group, self.r, self.s)
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.k, self.p, self.q)
 
     @property
     def reduction_length(self) -> int:
@@ -222,12 +232,6 @@ class ConvGeometry:
     def flops(self) -> int:
         """Nominal direct-convolution FLOPs 2*N*K*(C/g)*R*S*P*Q (the same for every algorithm)."""
         return 2 * self.n * self.k * self.reduction_length * self.p * self.q
-
-    def min_bytes(self, itemsize: int, bias: bool = False) -> int:
-        """Minimum DRAM traffic: input, weight (and bias) read once, output written once."""
-        elems = self.n * self.c * self.h * self.w + self.k * self.reduction_length
-        elems += self.n * self.k * self.p * self.q + (self.k if bias else 0)
-        return elems * itemsize
 
     def __str__(self) -> str:
         text = f"n{self.n}-c{self.c}-{self.h}x{self.w}-k{self.k}-{self.r}x{self.s}"
@@ -265,7 +269,7 @@ def conv_padding(padding: Padding, kernel: tuple[int, int], stride: tuple[int, i
 # transposed convolution
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ConvTransposeGeometry:
+class ConvTransposeGeometry(_ConvShapes):
     """A 2-D transposed convolution: input NxCxHxW, weight Cx(K/groups)xRxS, output NxKxPxQ."""
 
     n: int
@@ -332,24 +336,8 @@ class ConvTransposeGeometry:
         return transpose_out_size(self.w, self.s, self.stride[1], self.padding[1], self.output_padding[1], self.dilation[1])
 
     @property
-    def c_per_group(self) -> int:
-        return self.c // self.groups
-
-    @property
-    def k_per_group(self) -> int:
-        return self.k // self.groups
-
-    @property
-    def input_shape(self):
-        return (self.n, self.c, self.h, self.w)
-
-    @property
     def weight_shape(self):
         return (self.c, self.k_per_group, self.r, self.s)
-
-    @property
-    def output_shape(self):
-        return (self.n, self.k, self.p, self.q)
 
     @property
     def reduction_length(self) -> int:
@@ -368,11 +356,6 @@ class ConvTransposeGeometry:
     def flops(self) -> int:
         """Useful FLOPs: every input pixel meets every tap once, 2*N*C*(K/g)*R*S*H*W."""
         return 2 * self.n * self.c * self.k_per_group * self.r * self.s * self.h * self.w
-
-    def min_bytes(self, itemsize: int, bias: bool = False) -> int:
-        elems = self.n * self.c * self.h * self.w + self.c * self.k_per_group * self.r * self.s
-        elems += self.n * self.k * self.p * self.q + (self.k if bias else 0)
-        return elems * itemsize
 
     def __str__(self) -> str:
         text = f"n{self.n}-c{self.c}-{self.h}x{self.w}-k{self.k}-{self.r}x{self.s}-T"
