@@ -85,10 +85,7 @@ def _input_transform_kernel(
             for b in tl.static_range(BT_FIRST[j] + 1, A):
                 if BT[j][b] != 0.0:
                     val += r[b] * BT[j][b]
-            if EMULATE_RNE:
-                tl.store(out, to_dtype(val, v_ptr.dtype.element_ty, EMULATE_RNE), mask=ok)
-            else:
-                tl.store(out, val.to(v_ptr.dtype.element_ty), mask=ok)
+            tl.store(out, to_dtype(val, v_ptr.dtype.element_ty, EMULATE_RNE), mask=ok)
             out += point_step
 
 
@@ -129,10 +126,7 @@ def _filter_transform_kernel(
             for s in tl.static_range(G_FIRST[j] + 1, 3):
                 if G[j][s] != 0.0:
                     val += z[s] * G[j][s]
-            if EMULATE_RNE:
-                tl.store(out, to_dtype(val, u_ptr.dtype.element_ty, EMULATE_RNE), mask=ok)
-            else:
-                tl.store(out, val.to(u_ptr.dtype.element_ty), mask=ok)
+            tl.store(out, to_dtype(val, u_ptr.dtype.element_ty, EMULATE_RNE), mask=ok)
             out += point_step
 
 
@@ -245,9 +239,6 @@ def _output_transform_kernel(
                     val += z[b] * AT[j][b]
             if HAS_BIAS:
                 val += bias
-            if EMULATE_RNE:
-                tl.store(ptr, to_dtype(val, y_ptr.dtype.element_ty, EMULATE_RNE), mask=row_ok & col_ok[j])
-            else:
-                tl.store(ptr, val.to(y_ptr.dtype.element_ty), mask=row_ok & col_ok[j])
+            tl.store(ptr, to_dtype(val, y_ptr.dtype.element_ty, EMULATE_RNE), mask=row_ok & col_ok[j])
             ptr += syq
         row_ptr += syp
