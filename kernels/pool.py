@@ -33,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from reference.geometry import PoolGeometry, adaptive_windows, pair
+from reference.geometry import PoolGeometry, adaptive_windows, check_divisor_override, pair
 
 from . import _common
 from ._static_spec import StaticSpec
@@ -290,13 +290,6 @@ def _window_launch(x, g: PoolGeometry, *, kind, config, return_indices=False, co
     return y, None
 
 
-def _check_divisor(divisor_override) -> None:
-    if divisor_override is None:
-        return
-    if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override == 0:
-        raise ValueError(f"divisor_override must be a non-zero int or None, got {divisor_override!r}")
-
-
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, config: PoolConfig | None = None):
     """``torch.nn.functional.max_pool2d``; indices are int64 ``h * W + w`` like PyTorch's."""
@@ -312,7 +305,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                divisor_override=None, *, config: PoolConfig | None = None) -> torch.Tensor:
     """``torch.nn.functional.avg_pool2d`` (fp32 sums)."""
     x, unbatched = _as_batched(input, 2)
-    _check_divisor(divisor_override)
+    check_divisor_override(divisor_override)
     g = PoolGeometry.from_args(x.shape, kernel_size, stride, padding, 1, ceil_mode)
     y, _ = _window_launch(x, g, kind="avg", config=config, count_include_pad=count_include_pad,
                           divisor_override=divisor_override)

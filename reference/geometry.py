@@ -372,6 +372,14 @@ class ConvTransposeGeometry(_ConvShapes):
 # --------------------------------------------------------------------------------------------
 # pooling
 # --------------------------------------------------------------------------------------------
+def check_divisor_override(divisor_override) -> None:
+    """``avg_pool2d``'s ``divisor_override``: None or a non-zero int (not a bool)."""
+    if divisor_override is None:
+        return
+    if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override == 0:
+        raise ValueError(f"divisor_override must be a non-zero int or None, got {divisor_override!r}")
+
+
 @dataclass(frozen=True)
 class PoolGeometry:
     """A 2-D max/avg pooling window over NxCxHxW (1-D pools use ``h == 1``, kernel (1, k))."""

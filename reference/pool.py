@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .conv import as_f64
-from .geometry import PoolGeometry, adaptive_windows, pair
+from .geometry import PoolGeometry, adaptive_windows, check_divisor_override, pair
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
            "max_pool1d", "avg_pool1d", "adaptive_avg_pool1d"]
@@ -94,13 +94,6 @@ def _avg_pool(x: np.ndarray, g: PoolGeometry, count_include_pad: bool, divisor_o
     return np.where(empty, 0.0, total / np.where(empty, 1.0, divisor))
 
 
-def _check_divisor(divisor_override) -> None:
-    if divisor_override is None:
-        return
-    if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override == 0:
-        raise ValueError(f"divisor_override must be a non-zero int or None, got {divisor_override!r}")
-
-
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """``torch.nn.functional.max_pool2d`` in float64; indices (int64) are ``h * W + w``."""
@@ -116,7 +109,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                divisor_override=None) -> np.ndarray:
     """``torch.nn.functional.avg_pool2d`` in float64."""
     x, unbatched = _batched(input, 2)
-    _check_divisor(divisor_override)
+    check_divisor_override(divisor_override)
     g = PoolGeometry.from_args(x.shape, kernel_size, stride, padding, 1, ceil_mode)
     out = _avg_pool(x, g, bool(count_include_pad), divisor_override)
     return out[0] if unbatched else out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conv import as_f64
+from .conv import _finish, as_f64
 from .geometry import ConvTransposeGeometry
 
 __all__ = ["conv_transpose2d"]
@@ -25,12 +25,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     geom = ConvTransposeGeometry.from_shapes(x.shape, wt.shape, stride, padding, output_padding,
                                              groups, dilation)
     out = transpose_direct(x, wt, geom)
-    if bias is not None:
-        b = as_f64(bias, "bias")
-        if b.shape != (geom.k,):
-            raise ValueError(f"bias must have shape ({geom.k},), got {b.shape}")
-        out = out + b[None, :, None, None]
-    return out
+    return _finish(out, bias, geom)
 
 
 def transpose_direct(x: np.ndarray, wt: np.ndarray, geom: ConvTransposeGeometry) -> np.ndarray:

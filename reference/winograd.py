@@ -28,7 +28,7 @@ from fractions import Fraction
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .conv import as_f64, pad_input
+from .conv import _finish, as_f64, pad_input
 from .geometry import ConvGeometry
 
 __all__ = ["winograd_matrices", "default_points", "conv2d_winograd", "round_to"]
@@ -162,9 +162,4 @@ def conv2d_winograd(input, weight, bias=None, padding=0, m=2, *, stride=1, dilat
     y = np.einsum("ia,nktwab,jb->nktwij", at, prod, at, optimize=True)  # output transform
     y = y.transpose(0, 1, 2, 4, 3, 5).reshape(geom.n, geom.k, tiles_h * m, tiles_w * m)
     out = y[:, :, : geom.p, : geom.q].astype(np.float64)
-    if bias is not None:
-        b = as_f64(bias, "bias")
-        if b.shape != (geom.k,):
-            raise ValueError(f"bias must have shape ({geom.k},), got {b.shape}")
-        out = out + b[None, :, None, None]
-    return out
+    return _finish(out, bias, geom)
