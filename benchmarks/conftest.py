@@ -4,7 +4,7 @@ Not part of the default test run (``testpaths = ["tests"]``).  Triton cells run 
 only; without one they are skipped with the reason (kernels are never interpreted here).
 """
 
-from suites import bench_plugin
+from convbench.suites.measure import bench_plugin
 
 
 def pytest_addoption(parser):

@@ -1,7 +1,7 @@
 """Every selected cell (default: the quick suite) as one pytest-benchmark test.
 
 The cell is checked against its float64 reference first, then timed with
-:func:`suites.bench_plugin.synced_perf_counter` (``torch.cuda.synchronize`` before each clock
+:func:`convbench.suites.measure.bench_plugin.synced_perf_counter` (``torch.cuda.synchronize`` before each clock
 read when CUDA is in use), so ``--benchmark-autosave``, ``--benchmark-compare`` and
 ``--benchmark-compare-fail=median:5%`` compare device time, not launch time.
 """
@@ -9,7 +9,7 @@ read when CUDA is in use), so ``--benchmark-autosave``, ``--benchmark-compare`` 
 import pytest
 import torch
 
-from suites.bench_plugin import prepare_checked, synced_perf_counter
+from convbench.suites.measure.bench_plugin import prepare_checked, synced_perf_counter
 
 
 @pytest.mark.benchmark(timer=synced_perf_counter, group="convbench")

@@ -1,7 +1,8 @@
 """Triton kernels with ``torch.nn.functional``-style launchers.
 
 Tensors must be on CUDA, or on the CPU with ``TRITON_INTERPRET=1`` set *before* this package
-is imported (Triton reads it when a kernel is defined).
+is imported (Triton reads it when a kernel is defined):
+:func:`convbench.runtime.use_interpreter_without_gpu` does that where there is no GPU.
 """
 
 from . import norm, pool

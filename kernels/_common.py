@@ -1,4 +1,4 @@
-"""Validation and allocation shared by every launcher in ``kernels``.
+"""Validation and allocation shared by every launcher in :mod:`convbench.kernels`.
 
 Launchers validate tensors here before any kernel is launched, so a bad call fails with a
 ``TypeError``/``ValueError`` naming the argument instead of deep inside Triton.  Outputs are
@@ -8,9 +8,9 @@ allocated through :func:`empty_output`, which tests switch to NaN-filled buffers
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from convbench.runtime import interpreter_requested
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 INPUT_PRECISIONS = ("ieee", "tf32")
@@ -21,7 +21,7 @@ POISON_OUTPUTS = False
 
 def interpreting() -> bool:
     """True when Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    return interpreter_requested()
 
 
 def check_tensor(t, name: str, *, ndim: int | None = None, dtypes=FLOAT_DTYPES) -> None:
@@ -39,7 +39,7 @@ def check_tensor(t, name: str, *, ndim: int | None = None, dtypes=FLOAT_DTYPES) 
         return
     raise ValueError(
         f"{name} is on device {t.device}; Triton kernels need a CUDA tensor "
-        "(or a CPU tensor with TRITON_INTERPRET=1 set before importing kernels)"
+        "(or a CPU tensor with TRITON_INTERPRET=1 set before importing convbench.kernels)"
     )
 
 

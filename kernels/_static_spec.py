@@ -3,7 +3,7 @@
 Every kernel module exposes ``static_specs() -> list[StaticSpec]``: one entry per
 (kernel, config, dtype) worth checking, each enough for
 ``triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", cc, 32))``.
-``suites.static`` compiles them for sm_80 and sm_90 and reads registers, spills, shared
+``convbench.suites.static`` compiles them for sm_80 and sm_90 and reads registers, spills, shared
 memory and tensor-core instructions; ``kernels.static_specs()`` gathers them from the explicit
 module list in ``kernels/__init__.py``.
 """

@@ -12,9 +12,9 @@ value per output pixel, masked where the tap falls into the padding, so:
   clipped to the *padded* bounds (so a ``ceil_mode`` edge window counts only what it covers of
   the padded input), or else by the in-bounds tap count.
 * ``adaptive_avg_pool2d`` averages the windows ``[floor(i*H/OH), ceil((i+1)*H/OH))`` from
-  :func:`reference.geometry.adaptive_windows`.
+  :func:`convbench.reference.geometry.adaptive_windows`.
 
-Output sizes and argument validation come from :class:`reference.geometry.PoolGeometry`.
+Output sizes and argument validation come from :class:`convbench.reference.geometry.PoolGeometry`.
 Inputs are (N, C, H, W) or unbatched (C, H, W) for the 2-D pools, (N, C, L) or (C, L) for 1-D.
 """
 

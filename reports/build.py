@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suites.records import Record, ResultStore, atomic_write_text
+from convbench.suites.measure.records import Record, atomic_write_text, load_run
 
 from . import plots as plotting
 from .html import render_html
@@ -21,19 +21,11 @@ class Report:
     text: str = ""
 
 
-def load(out_dir: Path | str) -> tuple[list[Record], dict]:
-    """Records and environment of a results folder (``ValueError`` if it holds no results)."""
-    store = ResultStore(out_dir)
-    if not store.jsonl.exists():
-        raise ValueError(f"{out_dir} has no results.jsonl (run `convbench run --out {out_dir}` first)")
-    return store.load(), store.read_env()
-
-
 def write_report(out_dir: Path | str, records: list[Record] | None = None, env: dict | None = None, *,
                  with_plots: bool = True, title: str | None = None) -> Report:
     out_dir = Path(out_dir)
     if records is None or env is None:
-        records, env = load(out_dir)
+        records, env = load_run(out_dir)
     sections = all_tables(records)
     lines = env_lines(env)
     files: list[str] = []

@@ -13,7 +13,7 @@ import re
 from collections import OrderedDict
 from pathlib import Path
 
-from suites.records import Record
+from convbench.suites.measure.records import Record
 
 from .tables import _groups, column_name
 
@@ -22,11 +22,13 @@ _MARKERS = {"conv2d": "o", "conv_transpose2d": "s", "max_pool2d": "v", "avg_pool
             "group_norm": "*"}
 
 
-def _plt():
-    import matplotlib
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (imported when a plot is drawn: it is heavy, and
+    the backend must be chosen before pyplot is first imported)."""
+    import matplotlib  # heavy: imported only when a plot is drawn
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: imported only when a plot is drawn
 
     return plt
 
@@ -37,7 +39,7 @@ def _slug(*parts: str) -> str:
 
 def speedup_plots(records: list[Record], out_dir: Path) -> list[str]:
     """One horizontal bar chart per (suite, dtype, layout): a row per shape, a bar per algorithm."""
-    plt = _plt()
+    plt = pyplot()
     files = []
     panels: OrderedDict = OrderedDict()
     for (suite, op, dtype, layout), group in _groups(records).items():
@@ -79,7 +81,7 @@ def speedup_plots(records: list[Record], out_dir: Path) -> list[str]:
 
 
 def roofline_plots(records: list[Record], env: dict, out_dir: Path) -> list[str]:
-    plt = _plt()
+    plt = pyplot()
     files = []
     peaks_by_device = env.get("peaks") or {}
     for device in sorted({r.device for r in records}):

@@ -1,7 +1,10 @@
-"""Report tables built from result records, independent of how they are rendered.
+"""Report tables built from a run's DataFrame, independent of how they are rendered.
 
-A :class:`Table` is a title, headers, rows of strings, the cells to emphasise (the best time in a
-row) and notes.  :mod:`reports.markdown`, :mod:`reports.html` and the terminal printer render them.
+The records become a ``pandas.DataFrame`` (:func:`convbench.suites.measure.frame.records_frame`),
+and every grid is a pivot of it: shapes as rows, ``backend:algorithm`` as columns.  A :class:`Table`
+is a title, headers, rows of strings, the cells to emphasise (the best time in a row) and notes;
+:mod:`.markdown`, :mod:`.html` and the terminal printer render them.  Every table function takes
+the records or a frame of them.
 
 * timing tables: per suite, op, dtype and layout; shapes as rows, every backend:algorithm as a
   column, the p50 in ms, the fastest correct timed cell of each row marked; cells that were not
@@ -15,11 +18,16 @@ row) and notes.  :mod:`reports.markdown`, :mod:`reports.html` and the terminal p
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from suites.records import Record
-from suites.shapes import OPS
+import pandas as pd
+
+from convbench.suites.measure.frame import records_frame
+from convbench.suites.measure.records import Record
+from convbench.suites.plan.backends import auto_algorithm
+from convbench.suites.plan.shapes import GEOMETRY_TYPES, OPS
 
 BACKEND_SHORT = {"torch": "torch", "triton": "triton", "triton-interpret": "interp", "numpy": "numpy"}
 BACKEND_ORDER = ("torch", "triton", "triton-interpret", "numpy")
@@ -37,102 +45,143 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def column_name(r: Record) -> str:
+def column_name(r) -> str:
+    """A cell's column in the report grids (a Record or a frame row)."""
     if r.backend == "torch":
         return "torch (baseline)"
     short = BACKEND_SHORT.get(r.backend, r.backend)
     return short if r.algorithm == "default" else f"{short}:{r.algorithm}"
 
 
-def _column_order(r: Record) -> tuple:
+def _column_order(r) -> tuple:
     b = BACKEND_ORDER.index(r.backend) if r.backend in BACKEND_ORDER else len(BACKEND_ORDER)
     return (b, r.algorithm)
 
 
+def _value(x):
+    """A frame value as Python: NaN and missing are None."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return x
+
+
 def fmt_ms(ms: float | None) -> str:
+    ms = _value(ms)
     if ms is None:
         return ""
     return f"{ms:.3g}" if ms >= 0.01 else f"{ms * 1e3:.3g}us"
 
 
-def cell_text(r: Record) -> str:
-    """What a timing table shows for one record."""
+def cell_text(r) -> str:
+    """What a timing table shows for one record (or frame row)."""
     if r.status == "skipped":
         return "n/a"
     if r.status == "error":
         return "error"
     mark = "✗ " if r.status == "fail" else ""
-    if r.p50_ms is None:
+    if _value(r.p50_ms) is None:
         return "✗ wrong, not timed" if r.status == "fail" else NOT_TIMED
     return mark + fmt_ms(r.p50_ms)
 
 
-def _groups(records: list[Record]):
-    """(suite, op, dtype, layout) -> records, in a stable report order."""
-    def order(r):
-        return (r.suite, OPS.index(r.op) if r.op in OPS else 99,
-                DTYPE_ORDER.index(r.dtype) if r.dtype in DTYPE_ORDER else 9, r.layout)
+def _order(r) -> tuple:
+    return (r.suite, OPS.index(r.op) if r.op in OPS else 99,
+            DTYPE_ORDER.index(r.dtype) if r.dtype in DTYPE_ORDER else 9, r.layout)
 
+
+def _groups(records: list[Record]):
+    """(suite, op, dtype, layout) -> records, in a stable report order (the plots' panels)."""
     groups: OrderedDict = OrderedDict()
-    for r in sorted(records, key=order):
+    for r in sorted(records, key=_order):
         groups.setdefault((r.suite, r.op, r.dtype, r.layout), []).append(r)
     return groups
 
 
-def _grid(group: list[Record]):
-    columns = sorted({column_name(r): _column_order(r) for r in group}.items(), key=lambda kv: kv[1])
-    columns = [c for c, _ in columns]
-    rows: OrderedDict = OrderedDict()
-    for r in group:
-        rows.setdefault((r.label, r.shape), {})[column_name(r)] = r
-    return columns, rows
+# ----------------------------------------------------------------------------- the frame
+def report_frame(records) -> pd.DataFrame:
+    """The records (or a frame of them) with the report's grid columns added (``grid_column``:
+    the column name, ``grid_rank``: its place), in report order."""
+    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    df = df.copy()
+    rows = list(df.itertuples(index=False))
+    df["grid_column"] = [column_name(r) for r in rows]
+    df["grid_rank"] = [_column_order(r) for r in rows]
+    df["report_order"] = [_order(r) for r in rows]
+    return df.sort_values("report_order", kind="stable").reset_index(drop=True)
 
 
-def timing_tables(records: list[Record]) -> list[Table]:
+def _report_groups(df: pd.DataFrame):
+    """((suite, op, dtype, layout), rows) in report order."""
+    return df.groupby(["suite", "op", "dtype", "layout"], sort=False)
+
+
+def _pivot(group: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
+    """``values`` (one per row of ``group``) as a grid: (layer, shape) rows in order of first
+    appearance, grid columns in backend:algorithm order; a cell that appears twice keeps the last."""
+    g = group.assign(_v=values.values)
+    g = g.drop_duplicates(["label", "shape", "grid_column"], keep="last")
+    rows = list(dict.fromkeys(zip(g["label"], g["shape"])))
+    columns = [c for c, _ in sorted(dict(zip(g["grid_column"], g["grid_rank"])).items(), key=lambda kv: kv[1])]
+    grid = g.pivot(index=["label", "shape"], columns="grid_column", values="_v")
+    return grid.reindex(index=pd.MultiIndex.from_tuples(rows, names=["label", "shape"]), columns=columns)
+
+
+def _grid_rows(grid: pd.DataFrame) -> list[list[str]]:
+    """[layer, shape, cell texts...] per grid row ("" where the grid has no cell)."""
+    return [[label, shape, *("" if _value(v) is None else v for v in values)]
+            for (label, shape), values in zip(grid.index, grid.itertuples(index=False))]
+
+
+def _texts(group: pd.DataFrame, fn) -> pd.Series:
+    return pd.Series([fn(r) for r in group.itertuples(index=False)], index=group.index, dtype=object)
+
+
+# ------------------------------------------------------------------------------- tables
+def timing_tables(records) -> list[Table]:
+    df = report_frame(records)
     tables = []
-    for (suite, op, dtype, layout), group in _groups(records).items():
-        columns, rows = _grid(group)
+    for (suite, op, dtype, layout), group in _report_groups(df):
+        grid = _pivot(group, _texts(group, cell_text))
         t = Table(f"{suite} · {op} · {dtype} · {layout} — p50 ms (fastest correct cell in bold)",
-                  ["layer", "shape", *columns])
-        for i, ((label, shape), cells) in enumerate(rows.items()):
-            row = [label, shape] + [cell_text(cells[c]) if c in cells else "" for c in columns]
-            timed = [(cells[c].p50_ms, j) for j, c in enumerate(columns)
-                     if c in cells and cells[c].status == "ok" and cells[c].p50_ms is not None]
+                  ["layer", "shape", *grid.columns])
+        t.rows = _grid_rows(grid)
+        correct = group["p50_ms"].where(group["status"] == "ok")
+        times = _pivot(group, correct).astype(float)
+        for i, row in enumerate(times.itertuples(index=False)):
+            timed = [(v, j) for j, v in enumerate(row) if not math.isnan(v)]
             if len(timed) > 1:
                 t.best.add((i, 2 + min(timed)[1]))
-            t.rows.append(row)
-        if any(r.timing_note.startswith("not measured: Triton interpreter") for r in group):
+        if group["timing_note"].str.startswith("not measured: Triton interpreter").any():
             t.notes.append("Triton cells ran in the CPU interpreter: checked for correctness, timing not measured.")
-        if any(r.backend == "torch" and r.device == "cuda" for r in group):
+        if ((group["backend"] == "torch") & (group["device"] == "cuda")).any():
             t.notes.append("Baseline: torch.nn.functional on cuDNN with cudnn.benchmark=True; TF32 "
                            + ("on (tf32 cells)." if dtype == "tf32" else "off."))
         tables.append(t)
     return tables
 
 
-def speedup_text(r: Record) -> str:
-    if r.speedup is None:
+def speedup_text(r) -> str:
+    if _value(r.speedup) is None:
         return ""
     return f"{r.speedup:.2f}x [{r.speedup_lo:.2f}, {r.speedup_hi:.2f}]"
 
 
-def speedup_tables(records: list[Record]) -> list[Table]:
+def speedup_tables(records) -> list[Table]:
+    df = report_frame(records)
     tables = []
-    for (suite, op, dtype, layout), group in _groups(records).items():
-        if not any(r.speedup is not None for r in group):
+    for (suite, op, dtype, layout), group in _report_groups(df):
+        if group["speedup"].isna().all():
             continue
-        columns, rows = _grid([r for r in group if r.backend != "torch"])
+        group = group[group["backend"] != "torch"]
+        grid = _pivot(group, _texts(group, speedup_text))
         t = Table(f"{suite} · {op} · {dtype} · {layout} — speedup over torch (95% bootstrap interval)",
-                  ["layer", "shape", *columns])
-        for (label, shape), cells in rows.items():
-            t.rows.append([label, shape] + [speedup_text(cells[c]) if c in cells else "" for c in columns])
+                  ["layer", "shape", *grid.columns])
+        t.rows = _grid_rows(grid)
         tables.append(t)
     return tables
 
 
-def _geometry(r: Record):
-    from suites.shapes import GEOMETRY_TYPES
-
+def _geometry(r):
     g = dict(r.geometry)
     cls = GEOMETRY_TYPES.get(g.pop("type", ""))
     if cls is None:
@@ -140,42 +189,37 @@ def _geometry(r: Record):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
 
 
-def auto_choice(r: Record) -> str | None:
-    """``kernels.choose_algorithm`` for this record's geometry and dtype, or None if unavailable."""
-    try:
-        import kernels
-        from suites.backends import torch_dtype
-
-        return kernels.choose_algorithm(_geometry(r), torch_dtype(r.dtype))
-    except Exception:
-        return None
+def auto_choice(r) -> str | None:
+    """The ``auto`` rule's choice for this record's geometry and dtype, or None if unavailable."""
+    geometry = _geometry(r)
+    return auto_algorithm(geometry, r.dtype) if geometry is not None else None
 
 
-def algorithm_table(records: list[Record]) -> Table:
+def algorithm_table(records) -> Table:
     t = Table("conv2d algorithm comparison — winner per shape", [
         "suite", "shape", "dtype", "layout", "backend", "winner", "p50 ms", "runner-up", "margin",
         "auto picks", "auto / best", "torch / winner"])
-    groups: OrderedDict = OrderedDict()
-    for r in records:
-        if r.op == "conv2d" and r.backend != "torch":
-            groups.setdefault((r.suite, r.shape, r.dtype, r.layout, r.backend), []).append(r)
-    by_key = {r.key: r for r in records}
+    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    p50 = {key: _value(v) for key, v in zip(df["key"], df["p50_ms"])}
+    conv = df[(df["op"] == "conv2d") & (df["backend"] != "torch")]
     untimed = set()
-    for (suite, shape, dtype, layout, backend), group in groups.items():
-        timed = sorted((r for r in group if r.status == "ok" and r.p50_ms is not None), key=lambda r: r.p50_ms)
-        if not timed:
+    for (suite, shape, dtype, layout, backend), group in conv.groupby(
+            ["suite", "shape", "dtype", "layout", "backend"], sort=False):
+        timed = group[(group["status"] == "ok") & group["p50_ms"].notna()].sort_values("p50_ms", kind="stable")
+        if timed.empty:
             untimed.add(backend)
             continue
-        best = timed[0]
-        runner = timed[1] if len(timed) > 1 else None
+        ranked = list(timed.itertuples(index=False))
+        best = ranked[0]
+        runner = ranked[1] if len(ranked) > 1 else None
         margin = f"{runner.p50_ms / best.p50_ms:.2f}x" if runner else ""
         auto, auto_rel = "", ""
         if backend.startswith("triton"):
             auto = auto_choice(best) or "?"
-            chosen = next((r for r in timed if r.algorithm == auto), None)
+            chosen = next((r for r in ranked if r.algorithm == auto), None)
             auto_rel = f"{chosen.p50_ms / best.p50_ms:.2f}x" if chosen else "not timed"
-        base = by_key.get(best.baseline) if best.baseline else None
-        vs = f"{base.p50_ms / best.p50_ms:.2f}x" if base is not None and base.p50_ms else ""
+        base = p50.get(best.baseline) if best.baseline else None
+        vs = f"{base / best.p50_ms:.2f}x" if base else ""
         t.rows.append([suite, shape, dtype, layout, backend, best.algorithm, fmt_ms(best.p50_ms),
                        runner.algorithm if runner else "", margin, auto, auto_rel, vs])
     for backend in sorted(untimed):
@@ -186,60 +230,63 @@ def algorithm_table(records: list[Record]) -> Table:
     return t
 
 
-def accuracy_table(records: list[Record]) -> Table:
+def accuracy_table(records) -> Table:
     t = Table("accuracy against the float64 reference (worst cell per row)", [
         "op", "backend", "algorithm", "dtype", "checked", "passed", "max rel err", "rms rel err",
         "tolerance", "err / tol"])
-    groups: OrderedDict = OrderedDict()
-    for r in sorted(records, key=lambda r: (OPS.index(r.op) if r.op in OPS else 99, _column_order(r),
-                                            DTYPE_ORDER.index(r.dtype) if r.dtype in DTYPE_ORDER else 9)):
-        if r.max_rel_err is not None or r.status == "fail":
-            groups.setdefault((r.op, r.backend, r.algorithm, r.dtype), []).append(r)
-    for (op, backend, algorithm, dtype), group in groups.items():
-        errs = [r for r in group if r.max_rel_err is not None]
-        worst = max(errs, key=lambda r: r.max_rel_err / r.tolerance if r.tolerance else 0) if errs else None
-        t.rows.append([op, backend, algorithm, dtype, str(len(group)), str(sum(bool(r.passed) for r in group)),
-                       f"{max(r.max_rel_err for r in errs):.2e}" if errs else "",
-                       f"{max(r.rms_rel_err for r in errs):.2e}" if errs else "",
-                       f"{worst.tolerance:.1e}" if worst and worst.tolerance else "",
-                       f"{worst.max_rel_err / worst.tolerance:.3f}" if worst and worst.tolerance else ""])
+    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    df = df[df["max_rel_err"].notna() | (df["status"] == "fail")]
+    order = [(OPS.index(r.op) if r.op in OPS else 99, _column_order(r),
+              DTYPE_ORDER.index(r.dtype) if r.dtype in DTYPE_ORDER else 9) for r in df.itertuples(index=False)]
+    df = df.assign(_order=order).sort_values("_order", kind="stable")
+    for (op, backend, algorithm, dtype), group in df.groupby(["op", "backend", "algorithm", "dtype"], sort=False):
+        errs = group[group["max_rel_err"].notna()]
+        ratio = (errs["max_rel_err"] / errs["tolerance"]).where(errs["tolerance"].fillna(0) != 0, 0.0)
+        worst = errs.loc[ratio.idxmax()] if not errs.empty else None
+        has_tol = worst is not None and _value(worst["tolerance"])
+        t.rows.append([op, backend, algorithm, dtype, str(len(group)), str(int(group["passed"].eq(True).sum())),
+                       f"{errs['max_rel_err'].max():.2e}" if not errs.empty else "",
+                       f"{errs['rms_rel_err'].max():.2e}" if not errs.empty else "",
+                       f"{worst['tolerance']:.1e}" if has_tol else "",
+                       f"{worst['max_rel_err'] / worst['tolerance']:.3f}" if has_tol else ""])
     t.notes.append("tolerance = 8 x algorithm scale x (u_out + 2 u_operand + u_acc sqrt(reduction length)); "
                    "err / tol is the worst cell's ratio (must be <= 1).")
-    if any(key[1] == "triton-interpret" and key[3] == "tf32" for key in groups):
+    if ((df["backend"] == "triton-interpret") & (df["dtype"] == "tf32")).any():
         t.notes.append("The interpreter computes tl.dot exactly in fp32: its tf32 cells check the code path, "
                        "not TF32 rounding (that needs a GPU run).")
     return t
 
 
-def throughput_tables(records: list[Record]) -> list[Table]:
+def throughput_tables(records) -> list[Table]:
+    df = report_frame(records)
     tables = []
-    for (suite, op, dtype, layout), group in _groups(records).items():
-        timed = [r for r in group if r.p50_ms is not None]
-        if not timed:
+    for (suite, op, dtype, layout), group in _report_groups(df):
+        timed = group[group["p50_ms"].notna()]
+        if timed.empty:
             continue
         conv = op in ("conv2d", "conv_transpose2d")
-        columns, rows = _grid(timed)
         unit = "TFLOP/s" if conv else "GB/s"
+
+        def text(r):
+            value = _value(r.tflops if conv else r.gbps)
+            pct = _value(r.roofline_pct)
+            return "" if value is None else f"{value:.3g}" + (f" ({pct:.0f}%)" if pct is not None else "")
+
+        grid = _pivot(timed, _texts(timed, text))
         t = Table(f"{suite} · {op} · {dtype} · {layout} — {unit} (% of measured roofline)",
-                  ["layer", "shape", *columns])
-        for (label, shape), cells in rows.items():
-            row = [label, shape]
-            for c in columns:
-                r = cells.get(c)
-                value = None if r is None else (r.tflops if conv else r.gbps)
-                pct = f" ({r.roofline_pct:.0f}%)" if r is not None and r.roofline_pct is not None else ""
-                row.append(f"{value:.3g}{pct}" if value is not None else "")
-            t.rows.append(row)
+                  ["layer", "shape", *grid.columns])
+        t.rows = _grid_rows(grid)
         tables.append(t)
     return tables
 
 
-def failure_table(records: list[Record], limit: int = 200) -> Table | None:
-    bad = [r for r in records if r.status in ("fail", "error")]
-    if not bad:
+def failure_table(records, limit: int = 200) -> Table | None:
+    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    bad = df[df["status"].isin(["fail", "error"])]
+    if bad.empty:
         return None
     t = Table(f"failed and errored cells ({len(bad)})", ["status", "cell", "message"])
-    for r in bad[:limit]:
+    for r in bad.head(limit).itertuples(index=False):
         msg = r.message.replace("\n", " ")
         t.rows.append([r.status, f"{r.suite} {r.op} {r.shape} {r.backend}:{r.algorithm} {r.dtype} {r.layout}",
                        msg[:160] + ("…" if len(msg) > 160 else "")])
@@ -248,13 +295,16 @@ def failure_table(records: list[Record], limit: int = 200) -> Table | None:
     return t
 
 
-def summary_table(records: list[Record]) -> Table:
+def summary_table(records) -> Table:
     t = Table("cells by backend and status", ["backend", "cells", "ok", "fail", "error", "skipped", "timed"])
-    for backend in sorted({r.backend for r in records}, key=lambda b: BACKEND_ORDER.index(b)
-                          if b in BACKEND_ORDER else 9):
-        rs = [r for r in records if r.backend == backend]
-        counts = [sum(r.status == s for r in rs) for s in ("ok", "fail", "error", "skipped")]
-        t.rows.append([backend, str(len(rs)), *map(str, counts), str(sum(r.timed for r in rs))])
+    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    if df.empty:
+        return t
+    counts = pd.crosstab(df["backend"], df["status"]).reindex(columns=["ok", "fail", "error", "skipped"], fill_value=0)
+    timed = df.groupby("backend")["timed"].sum()
+    for backend in sorted(counts.index, key=lambda b: BACKEND_ORDER.index(b) if b in BACKEND_ORDER else 9):
+        row = counts.loc[backend]
+        t.rows.append([backend, str(int(row.sum())), *(str(int(v)) for v in row), str(int(timed[backend]))])
     return t
 
 
@@ -279,8 +329,9 @@ def env_lines(env: dict) -> list[str]:
     return lines
 
 
-def all_tables(records: list[Record]) -> dict[str, list[Table]]:
-    """Every table of a report, by section."""
+def all_tables(records) -> dict[str, list[Table]]:
+    """Every table of a report, by section (the records, or a frame of them)."""
+    records = records if isinstance(records, pd.DataFrame) else records_frame(records)
     failures = failure_table(records)
     return {
         "summary": [summary_table(records)],

@@ -3,7 +3,7 @@
 Channel counts and kernels are the real layers'; batch and spatial size are shrunk (``--hw``)
 so the table can be produced in the Triton interpreter on a CPU.  Each input is rounded to the
 dtype first and the float64 reference is computed from the rounded values, so the figure is the
-kernel's own error (the quantity ``suites.accuracy`` tolerates).
+kernel's own error (the quantity ``convbench.suites.measure.accuracy`` tolerates).
 
     .venv/bin/python scripts/accuracy_table.py [--hw 8] [--seed 0]   (sets TRITON_INTERPRET=1 without a GPU)
 
@@ -13,22 +13,20 @@ FFT on the 1x1 layer (K=1024) takes tens of minutes in the interpreter; on a GPU
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-if __name__ == "__main__":
-    import torch
+from convbench.runtime import use_interpreter_without_gpu
 
-    if not torch.cuda.is_available():
-        os.environ.setdefault("TRITON_INTERPRET", "1")
+if __name__ == "__main__":
+    use_interpreter_without_gpu()  # before the kernels are imported (Triton reads it then)
 
 import torch  # noqa: E402
 
-import kernels  # noqa: E402
-import reference  # noqa: E402
-from suites.accuracy import errors  # noqa: E402
+from convbench import kernels  # noqa: E402
+from convbench import reference  # noqa: E402
+from convbench.suites.measure.accuracy import errors  # noqa: E402
 
-LAYERS = (  # name, C, K, R, stride, pad (from suites/conv_shapes.csv)
+LAYERS = (  # name, C, K, R, stride, pad (from suites/plan/conv_shapes.csv)
     ("l2.3x3", 128, 128, 3, 1, 1),
     ("l3.1x1b", 256, 1024, 1, 1, 0),
     ("l4.3x3", 512, 512, 3, 1, 1),

@@ -14,8 +14,7 @@ PY=${PYTHON:-}
 if [ -z "$PY" ]; then
     if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-# (not `python -m suites.cli`: that runs the CLI as __main__, a second copy of the module)
-convbench() { "$PY" -c 'import sys; from suites.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
+convbench() { "$PY" -m convbench "$@"; }
 version=$("$PY" -c "import triton; print(triton.__version__)")
 baseline="reports/static/baseline-triton${version}.json"
 if [ "${1:-}" = "--update" ]; then

@@ -1,9 +1,14 @@
-"""What to run and how: named shape suites, the runner, timing, statistics, storage, the CLI.
+"""What to run and how to measure it, regression verdicts and static compile analysis.
 
-The flow, one module per step:
-``catalog``/``shapes`` (named suites of cases) -> ``cells`` (op x algorithm x shape x dtype x
-layout x backend) -> ``backends`` + ``ops`` (a callable per cell) -> ``accuracy`` (check against
-the float64 reference) -> ``timing`` + ``stats`` (samples until the median is stable) ->
-``records`` (one row per cell, jsonl/csv) -> ``metrics`` (throughput, roofline %, speedup) ->
-:mod:`reports` (tables and plots).  ``runner`` drives it; ``cli`` is ``convbench``.
+Subpackages by concern, importing one way (``plan`` and ``static`` at the bottom, then
+``measure``, then ``regress``); none of them imports :mod:`convbench.reports`:
+
+* :mod:`.plan`: named shape suites, cells, operators, backends, the one cell selection;
+* :mod:`.measure`: the runner, inputs, accuracy, timing, rounds, statistics, records, metrics,
+  peaks, environment, progress, results as pandas, the pytest-benchmark plugin;
+* :mod:`.regress`: per-cell verdicts on two runs, their A/A calibration, the run history;
+* :mod:`.static`: compile every kernel for sm_80/sm_90 on the CPU, cache, SASS, the baseline gate.
+
+The flow a reader can follow: suite -> cells -> backend callable -> check against the float64
+reference -> time -> record -> DataFrame -> :mod:`convbench.reports` (tables, plots, compare).
 """

@@ -10,7 +10,7 @@ cores).  The ``*_specs`` functions are what ``convbench static --specs MODULE:FU
 import triton
 import triton.language as tl
 
-from kernels._static_spec import StaticSpec
+from convbench.kernels._static_spec import StaticSpec
 
 
 @triton.jit

@@ -1,24 +1,19 @@
 """Test-wide set-up: the Triton interpreter on CPU-only machines, poisoned outputs, GPU marks.
 
-``TRITON_INTERPRET`` is read when a kernel is *defined*, so it is set here, before any test
-module imports ``kernels``.
+``TRITON_INTERPRET`` is read when a kernel is *defined*, so it is set here
+(:func:`convbench.runtime.use_interpreter_without_gpu`), before any test module imports
+``convbench.kernels``.
 """
 
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
-try:
-    import torch
+from convbench.runtime import cuda_available, use_interpreter_without_gpu
 
-    HAS_CUDA = torch.cuda.is_available()
-except ImportError:  # pragma: no cover - torch is a hard dependency
-    HAS_CUDA = False
-
-if not HAS_CUDA:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from hypothesis import HealthCheck, settings  # noqa: E402
+HAS_CUDA = cuda_available()
+use_interpreter_without_gpu()
 
 settings.register_profile(
     "convbench", max_examples=40, deadline=None, derandomize=False,
@@ -40,7 +35,7 @@ def pytest_collection_modifyitems(config, items):
 def _poison_outputs():
     """Every kernel output starts as NaN during tests, so unwritten elements fail."""
     try:
-        from kernels import _common
+        from convbench.kernels import _common
     except ImportError:
         yield
         return

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from suites import bench_plugin
+from convbench.suites.measure import bench_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 SELECT = ["benchmarks/test_bench_quick.py", "--bench-ops", "conv2d", "--bench-shapes", "1x1",

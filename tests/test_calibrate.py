@@ -16,9 +16,11 @@ import math
 import numpy as np
 import pytest
 
-from reports import compare as C
-from suites import calibrate, cli
-from suites.records import Record, ResultStore
+from convbench import cli
+from convbench.reports.calibration import render_calibration
+from convbench.suites.regress import calibration as calibrate
+from convbench.suites.regress import verdicts as C
+from convbench.suites.measure.records import Record, ResultStore
 
 SELECTION = ["--ops", "conv2d", "--shapes", "1x1", "--backends", "numpy,torch", "--max-time", "0.05",
              "--min-samples", "10"]
@@ -94,7 +96,7 @@ def test_calibration_arithmetic():
     assert cal["suggested_threshold"] == math.ceil(100 * cal["noise_band"]["max"]) / 100
     # three runs: three pairs
     assert len(calibrate.calibration([a, a, b])["pairs"]) == 3
-    text = calibrate.render_calibration(cal)
+    text = render_calibration(cal)
     assert "25.00%" in text and "suggested --threshold" in text
 
 
@@ -104,7 +106,7 @@ def test_calibrate_rejects_a_single_run(capsys):
 
 
 def test_history_append_and_plot(aa_runs, tmp_path, capsys):
-    from reports import history
+    from convbench.suites.regress import history
 
     hist = tmp_path / "history.jsonl"
     for d in ("run0", "run1"):
@@ -145,7 +147,7 @@ def test_planted_slowdowns_measure_the_power():
     assert found["tries"] == ignored["tries"] == 16
     assert found["named"] >= 14 and found["failed_exit"] >= found["named"]
     assert ignored["named"] == 0
-    text = calibrate.render_calibration(cal)
+    text = render_calibration(cal)
     assert "planted slowdown of 30.00% in one cell at a time (16 tries)" in text
 
 

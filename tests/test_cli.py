@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from suites import runner
-from suites.cli import COMMAND_MODULES, main
-from suites.records import read_csv, read_jsonl
+from convbench.suites.measure import runner
+from convbench.cli import COMMAND_MODULES, main
+from convbench.suites.measure.records import read_csv, read_jsonl
 
 FAST = ["--min-samples", "3", "--max-time", "0.02", "--threads", "1", "--no-peaks"]
 
@@ -22,7 +22,7 @@ def test_help(argv, capsys):
 
 
 def test_commands_are_an_explicit_list():
-    assert COMMAND_MODULES[:3] == ("suites.cmd_run", "suites.cmd_list", "suites.cmd_report")
+    assert COMMAND_MODULES[:3] == ("convbench.cli.run", "convbench.cli.listing", "convbench.cli.report")
 
 
 @pytest.mark.parametrize("what, expect", [

@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from reports import compare as C
-from suites import cli
-from suites.records import Record, ResultStore
+from convbench.reports import compare as R
+from convbench.suites.measure import stats as S
+from convbench.suites.regress import verdicts as C
+from convbench import cli
+from convbench.suites.measure.records import Record, ResultStore
 
 N_CELLS = 12
 
@@ -120,7 +122,7 @@ def test_cells_in_one_run_only_are_listed(tmp_path):
     extra = _record(99, [1.0, 1.1, 0.9])
     cmp = C.compare(a + [extra], b[1:])
     assert cmp.only_base == sorted([a[0].key, extra.key]) and cmp.only_new == []
-    text = C.render(cmp)
+    text = R.render(cmp)
     assert f"2 cell(s) only in base: {', '.join(sorted([a[0].key, extra.key]))}" in text
     assert not cmp.failed
 
@@ -137,18 +139,18 @@ def test_markdown_report_file(tmp_path, capsys):
 
 def test_benjamini_hochberg_matches_the_textbook_procedure():
     p = [0.01, 0.04, 0.03, 0.005, 0.5]
-    q = C.benjamini_hochberg(p)
+    q = S.benjamini_hochberg(p)
     # sorted p: .005 .01 .03 .04 .5 -> p*m/rank: .025 .025 .05 .05 .5, monotone from the top
     assert q == pytest.approx([0.025, 0.05, 0.05, 0.025, 0.5])
-    assert C.benjamini_hochberg([]) == []
+    assert S.benjamini_hochberg([]) == []
 
 
 def test_ratio_ci_covers_the_true_shift():
     rng = np.random.default_rng(7)
     base, new = rng.lognormal(0, 0.05, 60), 1.1 * rng.lognormal(0, 0.05, 60)
-    lo, hi = C.ratio_ci(base, new)
+    lo, hi = S.ratio_ci(base, new)
     assert lo < 1.1 < hi and hi - lo < 0.06
-    lo, hi = C.ratio_ci(rng.lognormal(0, 0.1, 5000), rng.lognormal(0, 0.1, 5000))  # thinned, still valid
+    lo, hi = S.ratio_ci(rng.lognormal(0, 0.1, 5000), rng.lognormal(0, 0.1, 5000))  # thinned, still valid
     assert lo < 1.0 < hi
 
 
@@ -174,7 +176,7 @@ def test_run_wide_drift_is_divided_out_and_reported():
     assert all(1.2 < f < 1.4 for f in cmp.drift.values()), cmp.drift
     assert not any(c.verdict in ("SLOWER", "FASTER") for c in cmp.cells)
     assert not cmp.failed
-    assert any("moved together" in line for line in C.summary_lines(cmp))
+    assert any("moved together" in line for line in R.summary_lines(cmp))
     # the same drift fails when asked to, and raw times call every cell SLOWER
     assert C.compare(base, new, fail_on_drift=True).failed
     raw = C.compare(base, new, normalize="none")
@@ -251,7 +253,7 @@ def test_speed_probe_puts_slow_phases_back_on_scale():
     assert not probed.failed and 0.9 < next(c for c in probed.cells if c.key == a[3].key).ratio < 1.1
     raw = C.compare(a, b, normalize="backend")
     assert [c.key for c in raw.regressions] == [a[3].key]
-    assert "machine speed by the probe" in "\n".join(C.summary_lines(probed))
+    assert "machine speed by the probe" in "\n".join(R.summary_lines(probed))
 
 
 def test_records_without_rounds_fall_back_to_the_sample_test():
@@ -260,11 +262,11 @@ def test_records_without_rounds_fall_back_to_the_sample_test():
 
 
 def test_welch_log_ratio():
-    ratio, p, lo, hi = C.welch_log_ratio([1.0, 1.1, 0.9], [1.0, 1.1, 0.9])
+    ratio, p, lo, hi = S.welch_log_ratio([1.0, 1.1, 0.9], [1.0, 1.1, 0.9])
     assert ratio == pytest.approx(1.0) and p == pytest.approx(1.0) and lo < 1 < hi
     rng = np.random.default_rng(3)
     base, new = rng.lognormal(0, 0.05, 15), 1.3 * rng.lognormal(0, 0.05, 15)
-    ratio, p, lo, hi = C.welch_log_ratio(base, new)
+    ratio, p, lo, hi = S.welch_log_ratio(base, new)
     assert lo < 1.3 < hi and p < 1e-8 and lo < ratio < hi
-    assert C.welch_log_ratio([2.0] * 3, [2.0] * 3)[1] == 1.0
-    assert C.welch_log_ratio([2.0] * 3, [3.0] * 3)[1] == 0.0
+    assert S.welch_log_ratio([2.0] * 3, [2.0] * 3)[1] == 1.0
+    assert S.welch_log_ratio([2.0] * 3, [3.0] * 3)[1] == 0.0

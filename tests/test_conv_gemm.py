@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-import kernels
-import reference
-from kernels import _common
-from kernels.conv import _gemm, im2col, implicit_gemm
-from reference.conv import direct
-from reference.geometry import ConvGeometry
+from convbench import kernels
+from convbench import reference
+from convbench.kernels import _common
+from convbench.kernels.conv import _gemm, im2col, implicit_gemm
+from convbench.reference.conv import direct
+from convbench.reference.geometry import ConvGeometry
 from tests._compare import as_ref, assert_close, tolerance
 
 MODULES = {"implicit_gemm": implicit_gemm, "im2col": im2col}

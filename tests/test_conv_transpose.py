@@ -14,13 +14,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import kernels
-import reference
+from convbench import kernels
+from convbench import reference
 from _compare import as_ref, assert_close, tolerance
 from _operands import fresh_seed as _seed, operand as _make
-from kernels import _common
-from kernels.conv import transpose
-from reference.geometry import ConvTransposeGeometry
+from convbench.kernels import _common
+from convbench.kernels.conv import transpose
+from convbench.reference.geometry import ConvTransposeGeometry
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 LAYOUTS = ("nchw", "channels_last")

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-import kernels
-import reference
+from convbench import kernels
+from convbench import reference
 from _compare import as_ref, assert_close, tolerance
 from _operands import assert_exact_signatures, fresh_seed as _seed, operand as _make
-from kernels import _common
-from kernels.conv import winograd
-from reference.geometry import ConvGeometry
+from convbench.kernels import _common
+from convbench.kernels.conv import winograd
+from convbench.reference.geometry import ConvGeometry
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 COMBOS = [(d, layout) for d in DTYPES for layout in ("nchw", "channels_last")]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference.geometry import (
+from convbench.reference.geometry import (
     ConvGeometry,
     ConvTransposeGeometry,
     NormGeometry,

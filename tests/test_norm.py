@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-import kernels
-import reference
+from convbench import kernels
+from convbench import reference
 from _compare import UNIT_ROUNDOFF, as_ref, assert_close, tolerance
 from _operands import fresh_seed as _seed
-from kernels import _common
-from kernels import norm as knorm
-from reference.geometry import NormGeometry
+from convbench.kernels import _common
+from convbench.kernels import norm as knorm
+from convbench.reference.geometry import NormGeometry
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 DTYPE_IDS = lambda d: str(d).replace("torch.", "")  # noqa: E731

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-import kernels
-import reference
+from convbench import kernels
+from convbench import reference
 from _compare import as_ref, assert_close, tolerance
 from _operands import fresh_seed as _seed
-from kernels import _common
-from kernels import pool as kpool
-from reference.geometry import PoolGeometry
+from convbench.kernels import _common
+from convbench.kernels import pool as kpool
+from convbench.reference.geometry import PoolGeometry
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 LAYOUTS = ("nchw", "channels_last")

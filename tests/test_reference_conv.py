@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
-import reference
-from reference.geometry import ConvGeometry
+from convbench import reference
+from convbench.reference.geometry import ConvGeometry
 from tests._compare import assert_close
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")  # torch's own note

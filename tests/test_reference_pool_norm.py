@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import reference as R
-from reference.geometry import PoolGeometry
+from convbench import reference as R
+from convbench.reference.geometry import PoolGeometry
 from _compare import assert_close
 
 TOL = 1e-12

@@ -2,12 +2,12 @@
 
 import pytest
 
-from reports.build import write_report
-from reports.markdown import table_markdown, table_text
-from reports.tables import accuracy_table, algorithm_table, cell_text, speedup_tables, timing_tables
-from suites.metrics import fill_speedups, fill_throughput
-from suites.peaks import Peaks
-from suites.records import Record, ResultStore
+from convbench.reports.build import write_report
+from convbench.reports.markdown import table_markdown, table_text
+from convbench.reports.tables import accuracy_table, algorithm_table, cell_text, speedup_tables, timing_tables
+from convbench.suites.measure.metrics import fill_speedups, fill_throughput
+from convbench.suites.measure.peaks import Peaks
+from convbench.suites.measure.records import Record, ResultStore
 
 CONV = {"type": "ConvGeometry", "n": 1, "c": 16, "h": 8, "w": 8, "k": 16, "r": 3, "s": 3, "stride": [1, 1],
         "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}
@@ -69,8 +69,8 @@ def test_speedup_and_algorithm_tables(records):
     assert rows["A"][col["winner"]] == "implicit_gemm" and rows["A"][col["runner-up"]] == "direct"
     assert rows["A"][col["margin"]] == "4.00x" and rows["A"][col["torch / winner"]] == "2.00x"
     assert rows["B"][col["winner"]] == "direct" and rows["B"][col["margin"]] == "1.12x"
-    kernels = pytest.importorskip("kernels")
-    from reference.geometry import ConvGeometry
+    from convbench import kernels
+    from convbench.reference.geometry import ConvGeometry
 
     import torch
 

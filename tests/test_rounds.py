@@ -1,11 +1,11 @@
-"""Timing rounds (suites.rounds): every timed cell sampled in several passes, some of them in
-spawned worker processes; records keep each round's sample count and speed-probe time."""
+"""Timing rounds (convbench.suites.measure.rounds): every timed cell sampled in several passes, some
+of them in spawned worker processes; records keep each round's sample count and speed-probe time."""
 
 import pytest
 
-from suites import records as R
-from suites import rounds, runner
-from suites.stats import StopRule
+from convbench.suites.measure import records as R
+from convbench.suites.measure import rounds, runner
+from convbench.suites.measure.stats import StopRule
 from tests.test_runner import _cells
 
 RULE = StopRule(min_samples=6, max_samples=60, max_time_s=0.03)
@@ -101,3 +101,14 @@ def test_a_failing_later_round_is_an_error_record(monkeypatch):
     assert bad.status == "error" and bad.message.startswith("timing round 2: MemoryError")
     assert bad.rounds == 1  # its first round is kept, the failed one not, no further rounds
     assert all(r.rounds == 3 for k, r in by_key.items() if k != victim and r.timed)
+
+
+def test_a_worker_whose_parent_closed_the_pipe_leaves_quietly(capfd):
+    """A worker that finds the pipe closed (no ``None`` sent: the parent died or gave up) exits
+    with status 0 and prints no traceback into the caller's terminal."""
+    worker = rounds.Worker(_options())
+    worker.conn.close()  # the parent goes away without saying goodbye
+    worker.proc.join(timeout=60)
+    assert worker.proc.exitcode == 0
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "EOFError" not in err

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from suites import backends as B
-from suites import records as R
-from suites import runner
-from suites.accuracy import check, tolerance
-from suites.catalog import get_suite
-from suites.cells import Cell, build_cells
-from suites.metrics import fill_speedups, fill_throughput
-from suites.peaks import Peaks
-from suites.stats import StopRule
-from suites.timing import first_call, measure
+from convbench.suites.plan import backends as B
+from convbench.suites.measure import records as R
+from convbench.suites.measure import runner
+from convbench.suites.measure.accuracy import check, tolerance
+from convbench.suites.plan.catalog import get_suite
+from convbench.suites.plan.cells import Cell, build_cells
+from convbench.suites.measure.metrics import fill_speedups, fill_throughput
+from convbench.suites.measure.peaks import Peaks
+from convbench.suites.measure.stats import StopRule
+from convbench.suites.measure.timing import first_call, measure
 
 FAST = runner.RunOptions(rule=StopRule(min_samples=3, max_samples=50, max_time_s=0.01), measure_peaks=False,
                          progress=False, threads=1, rounds=2, processes=1)

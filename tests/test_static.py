@@ -10,9 +10,12 @@ import json
 
 import pytest
 
-import kernels
+from convbench import kernels
 import _static_kernels as planted
-from suites import cli, sass, static, static_compare
+from convbench import cli
+from convbench.reports import static_report
+from convbench.suites import static
+from convbench.suites.static import sass
 
 TARGETS = ("sm_80", "sm_90")
 SPECS = kernels.static_specs()
@@ -89,7 +92,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 import _static_kernels as planted
-from suites import sass
+from convbench.suites.static import sass
 spec, out = planted.GOOD, {}
 for cc in (80, 90):
     k = triton.compile(ASTSource(fn=spec.fn, signature=spec.signature, constexprs=spec.constexprs),
@@ -171,21 +174,21 @@ def _doc(**fields):
 def test_compare_flags_shared_memory_over_the_limit_and_lists_new_and_missing():
     base = _doc()
     over = _doc(shared_bytes=static.SHARED_LIMIT[90] + 1)
-    cmp = static_compare.compare_documents(base, over)
+    cmp = static.compare_documents(base, over)
     assert [f.kind for f in cmp.flags] == ["shared_memory"]
     renamed = _doc(name="k2")
-    cmp = static_compare.compare_documents(base, renamed)
+    cmp = static.compare_documents(base, renamed)
     assert not cmp.failed and cmp.new == [("k2", "sm_90")] and cmp.missing == [("k", "sm_90")]
-    assert static_compare.compare_documents(base, renamed, strict=True).failed
-    assert "missing (in baseline only): k [sm_90]" in static_compare.render(cmp)
+    assert static.compare_documents(base, renamed, strict=True).failed
+    assert "missing (in baseline only): k [sm_90]" in static_report.render_comparison(cmp)
 
 
 def test_compare_flags_compile_errors_and_tolerates_small_register_changes():
     base = _doc()
-    assert not static_compare.compare_documents(base, _doc(registers=110)).failed   # +10%: at the threshold
-    assert static_compare.compare_documents(base, _doc(registers=111)).failed
+    assert not static.compare_documents(base, _doc(registers=110)).failed   # +10%: at the threshold
+    assert static.compare_documents(base, _doc(registers=111)).failed
     broken = _doc(error="CompilationError: boom", registers=0, mma={})
-    assert [f.kind for f in static_compare.compare_documents(base, broken).flags] == ["compile_error"]
+    assert [f.kind for f in static.compare_documents(base, broken).flags] == ["compile_error"]
 
 
 def test_bad_arguments_are_usage_errors(capsys):

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from suites.stats import (StopRule, bootstrap_ratio_ci, median_ci, median_noise, percentile, should_stop,
-                          summarize)
+from convbench.suites.measure.stats import (StopRule, bootstrap_ratio_ci, median_ci, median_noise, percentile,
+                                           should_stop, summarize)
 
 
 def test_known_median_and_percentiles():
@@ -103,7 +103,7 @@ def test_bootstrap_interval_coverage_sanity():
 
 
 def test_stop_checker_runs_the_convergence_test_only_at_checkpoints(monkeypatch):
-    import suites.stats as S
+    from convbench.suites.measure import stats as S
 
     calls = []
     real = S.median_noise

@@ -4,7 +4,7 @@ Each algorithm lives in its own module and exposes the same two things:
 
 ``launch(x, weight, bias, geom, *, input_precision) -> Tensor``
     ``x`` is validated NCHW-shaped (any memory format), ``weight`` KCRS, ``bias`` (K,) or None,
-    ``geom`` the :class:`reference.geometry.ConvGeometry`; returns the output in ``x``'s dtype
+    ``geom`` the :class:`convbench.reference.geometry.ConvGeometry`; returns the output in ``x``'s dtype
     and memory format.
 ``unsupported(geom, dtype) -> str | None``
     why the algorithm does not apply to this problem, or None when it does.
@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import torch
 
-from reference.geometry import ConvGeometry, ConvTransposeGeometry
+from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry
 
 from .. import _common
 from . import direct, fft, im2col, implicit_gemm, transpose, winograd

@@ -1,6 +1,6 @@
-"""The Triton kernels behind :mod:`kernels.conv.fft`: tile spectra and the inverse.
+"""The Triton kernels behind :mod:`convbench.kernels.conv.fft`: tile spectra and the inverse.
 
-The GEMM stage is :func:`kernels.conv._winograd_kernels._batched_gemm_kernel` on the real
+The GEMM stage is :func:`convbench.kernels.conv._winograd_kernels._batched_gemm_kernel` on the real
 embedding of the complex products (see :func:`_forward_kernel`).
 
 Every DFT is a real/imaginary pair of ``tl.dot`` products with cos/sin tables (fp32 operands,
@@ -11,7 +11,7 @@ block-diagonal ``I_4 (x) DFT_4`` (``tl.dot`` needs every dimension >= 16).  Its 
 in the order ``j = 4 k1 + k2`` for frequency ``k1 + 16 k2``; :func:`_freq_of` maps positions to
 frequencies, so loads and stores put every value where it belongs without a reordering pass.
 
-Table layout (fp32, from :func:`kernels.conv.fft.dft_tables`): dense: cos[F, F], sin[F, F];
+Table layout (fp32, from :func:`convbench.kernels.conv.fft.dft_tables`): dense: cos[F, F], sin[F, F];
 split: cos16, sin16 (256 each), kron-cos, kron-sin (256 each), twiddle cos, sin ([4, 16] each).
 """
 

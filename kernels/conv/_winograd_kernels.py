@@ -1,4 +1,4 @@
-"""The Triton kernels behind :mod:`kernels.conv.winograd` (three stages plus the filter transform).
+"""The Triton kernels behind :mod:`convbench.kernels.conv.winograd` (three stages plus the filter transform).
 
 Transform matrices reach the kernels as ``constexpr`` tuples of floats (rows) plus each row's
 first nonzero column, so every transform is unrolled at compile time: zero coefficients vanish
@@ -141,7 +141,7 @@ def _batched_gemm_kernel(
 ):
     """``M[p] = V[p] @ U[p]`` for the transformed points ``p`` of program axis 2, fp32 result.
 
-    Shared with :mod:`kernels.conv.fft`, whose points are frequencies and whose [T x 2C] @
+    Shared with :mod:`convbench.kernels.conv.fft`, whose points are frequencies and whose [T x 2C] @
     [2C x 2K] products are the real embedding of complex ones."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)

@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from reference.geometry import ConvGeometry
+from convbench.reference.geometry import ConvGeometry
 
 from .. import _common
 from .._static_spec import StaticSpec

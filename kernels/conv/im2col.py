@@ -9,7 +9,7 @@ Document Processing", 2006; Chetlur et al., cuDNN, 2014):
    is ``(c, r, s)`` for NCHW inputs and ``(r, s, c)`` for channels_last ones (the order in which
    each layout stores neighbouring taps contiguously), and the weight is viewed as a
    K x (C/g*R*S) matrix in the same order.
-2. :func:`kernels.conv._gemm._gemm_kernel` multiplies ``col[g]`` by the group's weight matrix
+2. :func:`convbench.kernels.conv._gemm._gemm_kernel` multiplies ``col[g]`` by the group's weight matrix
    with ``tl.dot`` (fp32 accumulation), adds the bias and stores the output in the input's
    memory format.
 
@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from reference.geometry import ConvGeometry
+from convbench.reference.geometry import ConvGeometry
 
 from .. import _common
 from .._static_spec import StaticSpec
@@ -151,7 +151,7 @@ def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee"
 def static_specs() -> list[StaticSpec]:
     """The column kernel in fp32, fp16 and bf16 (channels_last) plus NCHW once (fp16); the GEMM's
     default config in fp32 ("ieee" and "tf32"), fp16 and bf16 plus NCHW once (fp16), and every
-    other config once in the dtype it is meant for (:func:`kernels.conv._gemm.static_variant`).
+    other config once in the dtype it is meant for (:func:`convbench.kernels.conv._gemm.static_variant`).
 
     Specs come from :func:`plan` on meta tensors of ``implicit_gemm.TYPICAL_LAYER`` (the GEMM sees
     the same contiguous workspace for both layouts; only its output strides differ).

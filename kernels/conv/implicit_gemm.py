@@ -1,7 +1,7 @@
 """Implicit-GEMM convolution: the column matrix is gathered on the fly, never stored.
 
 Per group ``g`` (a grid axis) the convolution is the GEMM ``out[(n,p,q), k] = sum A * B`` with
-M = N*P*Q rows, K/g columns and a reduction of length C/g*R*S (see :mod:`kernels.conv._gemm`).
+M = N*P*Q rows, K/g columns and a reduction of length C/g*R*S (see :mod:`convbench.kernels.conv._gemm`).
 Each program owns a BLOCK_M x BLOCK_N output tile and walks the reduction as one flat loop over
 ``(r, s, channel block)``: per step the input rows ``h = p*stride - pad_top + r*dilation`` (and
 the same for ``w``) are computed once per tap, out-of-image taps are masked to zero (that is the
@@ -16,7 +16,7 @@ copy of K*C/g*R*S elements) so that each B tile is contiguous along c.
   input's memory format.  Padding is per side (top, bottom, left, right); stride, dilation,
   groups and bias are runtime arguments.
 * 1x1 fast path: a 1x1 kernel with stride 1 and no padding needs no gather: the input already
-  is the (N*H*W) x C column matrix, so it runs the plain GEMM of :mod:`kernels.conv._gemm`.
+  is the (N*H*W) x C column matrix, so it runs the plain GEMM of :mod:`convbench.kernels.conv._gemm`.
 * Constraints: C/g >= 16 and K/g >= 16 (``tl.dot`` needs every block dimension >= 16, which
   only pays when the channels fill it); smaller channel counts belong to ``direct``.
 * dtypes: fp32 (``input_precision`` "ieee" or "tf32"), fp16, bf16; fp32 accumulation.
@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from reference.geometry import ConvGeometry
+from convbench.reference.geometry import ConvGeometry
 
 from .. import _common
 from .._static_spec import StaticSpec
@@ -183,11 +183,11 @@ def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee"
 def static_specs() -> list[StaticSpec]:
     """The gather kernel's default config in fp32 ("ieee" and "tf32"), fp16 and bf16, channels_last,
     plus NCHW once (fp16); every other config once, channels_last, in the dtype it is meant for
-    (:func:`kernels.conv._gemm.static_variant`); the 1x1 GEMM path's default config likewise.
+    (:func:`convbench.kernels.conv._gemm.static_variant`); the 1x1 GEMM path's default config likewise.
 
     Specs come from :func:`plan` on meta tensors of :data:`TYPICAL_LAYER` (gather) and
     :data:`TYPICAL_1X1` (fast path), so they carry the launcher's exact specialisation.  The 1x1
-    path is :func:`kernels.conv._gemm._gemm_kernel`, whose other configs ``im2col`` lists.
+    path is :func:`convbench.kernels.conv._gemm._gemm_kernel`, whose other configs ``im2col`` lists.
     """
     specs = []
     for dtype in _common.FLOAT_DTYPES:

@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from reference.geometry import ConvTransposeGeometry
+from convbench.reference.geometry import ConvTransposeGeometry
 
 from .. import _common
 from .._static_spec import StaticSpec

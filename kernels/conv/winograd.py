@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import triton
 
-from reference.geometry import ConvGeometry
+from convbench.reference.geometry import ConvGeometry
 
 from .. import _common
 from .._static_spec import StaticSpec

@@ -1,0 +1,35 @@
+"""Where Triton kernels run: the one place that turns the interpreter on when there is no GPU.
+
+``TRITON_INTERPRET`` is read when a ``@triton.jit`` kernel is *defined*, that is when
+:mod:`convbench.kernels` is first imported, so it has to be decided before that import.  The
+command line, the scripts and the test session all call :func:`use_interpreter_without_gpu`
+first.  This module imports nothing of convbench (it sits below every layer).
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV = "TRITON_INTERPRET"
+
+
+def interpreter_requested() -> bool:
+    """True when ``TRITON_INTERPRET`` is set to something other than ``""``/``"0"``."""
+    return os.environ.get(ENV, "0") not in ("", "0")
+
+
+def cuda_available() -> bool:
+    try:
+        import torch  # a dependency; imported here only, so that this module stays light
+    except ImportError:  # pragma: no cover
+        return False
+    return torch.cuda.is_available()
+
+
+def use_interpreter_without_gpu() -> bool:
+    """Set ``TRITON_INTERPRET=1`` unless a CUDA GPU is present (a value the caller set is kept).
+
+    Returns whether Triton kernels will run in the interpreter."""
+    if not cuda_available():
+        os.environ.setdefault(ENV, "1")
+    return interpreter_requested()

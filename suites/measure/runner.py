@@ -1,0 +1,242 @@
+"""The runner: cells -> backend callable -> check against float64 -> time -> record.
+
+Per cell: skip it (with the reason) where it does not apply; otherwise build its inputs (seeded,
+rounded to the cell's dtype, shared by every cell of the same case and dtype), call it once with
+NaN-poisoned outputs (Triton backends) and time that call as ``compile_ms``, compare the result
+with the float64 reference computed from the same rounded inputs (tolerance model of
+:mod:`.accuracy`), then — if the backend's timing means something — sample it until the median is
+stable (:mod:`.timing`).  Timing comes in rounds (:mod:`.rounds`): the first pass over the cells
+checks them and takes each one's first share of samples; later passes, some in worker processes,
+add the same number of samples again, so that every cell's samples spread over the whole run and
+over processes.  Every outcome becomes a :class:`~.records.Record`; an exception in a kernel becomes an ``error`` record with its message, never a crashed run.
+
+Finished cells are appended to ``results.jsonl`` as they finish; Ctrl-C stops the loop, and the
+cells finished so far are kept and finalized.  For large cases (more than
+``RunOptions.check_max_flops`` nominal operations) of per-image operators the reference is
+computed for the first image only and compared with that slice of the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+from ..plan.backends import DTYPES, ITEMSIZE, Backend, input_precision, torch_dtype
+from ..plan.cells import Cell
+from . import accuracy, metrics
+from .env import blas_threads, collect, configure_threads
+from .inputs import InputCache
+from .peaks import Peaks, measure_peaks
+from .progress import Progress
+from .records import Record, ResultStore
+from .rounds import add_round, default_processes, default_rounds, round_rule, run_rounds
+from .stats import StopRule
+from .timing import first_call, measure
+
+TRANSFORM_ALGORITHMS = ("winograd_f2", "winograd_f4", "fft")
+
+
+@dataclass
+class RunOptions:
+    rule: StopRule = field(default_factory=StopRule)
+    flush_l2: bool = True
+    graph: bool = False
+    seed: int = 0
+    #: above this many nominal operations, per-image ops are checked on the first image only
+    check_max_flops: float = 2e9
+    measure_peaks: bool = True
+    progress: bool = True
+    #: torch CPU threads; None: 1 (see configure_threads)
+    threads: int | None = None
+    #: timing rounds: each cell is sampled in this many passes over the whole selection, spread
+    #: over this many processes (:mod:`convbench.suites.measure.rounds`); None: the device's default
+    rounds: int | None = None
+    processes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rounds is not None and self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.processes is not None and self.processes < 1:
+            raise ValueError(f"processes must be >= 1, got {self.processes}")
+
+
+@dataclass
+class RunResult:
+    records: list[Record]
+    env: dict
+    interrupted: bool = False
+    wall_s: float = 0.0
+
+    @property
+    def failures(self) -> list[Record]:
+        return [r for r in self.records if r.status in ("fail", "error")]
+
+
+# --------------------------------------------------------------------------------------------
+# one cell
+# --------------------------------------------------------------------------------------------
+def algorithm_error_scale(algorithm: str) -> float:
+    try:
+        from convbench import kernels  # lazily: TRITON_INTERPRET must be decided first
+    except Exception:
+        return 1.0
+    entry = {a.name: a for a in kernels.ALGORITHMS}.get(algorithm)
+    return float(entry.error_scale) if entry is not None else 1.0
+
+
+def cell_tolerance(cell: Cell) -> float:
+    """The tolerance model applied to one cell (see :mod:`.accuracy`)."""
+    tdtype = torch_dtype(cell.dtype)
+    scale = algorithm_error_scale(cell.algorithm) if cell.op == "conv2d" else 1.0
+    operand = None
+    low_precision = cell.dtype in ("fp16", "bf16")
+    transformed = cell.algorithm in TRANSFORM_ALGORITHMS or cell.backend == "torch"  # cuDNN may pick one
+    if low_precision and cell.op == "conv2d" and transformed:
+        operand = tdtype  # transformed operands are stored in the input dtype
+    accumulate = tdtype if cell.dtype == "fp64" else torch_dtype("fp32")
+    return accuracy.tolerance(tdtype, cell.case.reduction_length, algorithm_scale=scale,
+                              input_precision=input_precision(cell.dtype), operand_dtype=operand,
+                              accumulate_dtype=accumulate)
+
+
+@contextlib.contextmanager
+def poisoned(enabled: bool):
+    """Kernel outputs start as NaN (unwritten elements then fail the check)."""
+    if not enabled:
+        yield
+        return
+    from convbench.kernels import _common  # lazily: TRITON_INTERPRET must be decided first
+
+    old = _common.POISON_OUTPUTS
+    _common.POISON_OUTPUTS = True
+    try:
+        yield
+    finally:
+        _common.POISON_OUTPUTS = old
+
+
+def new_record(cell: Cell, backend: Backend) -> Record:
+    case = cell.case
+    geometry = {"type": type(case.geom).__name__,
+                **{k: getattr(case.geom, k) for k in case.geom.__dataclass_fields__}}
+    return Record(suite=cell.suite, op=cell.op, algorithm=cell.algorithm, backend=cell.backend, shape=cell.shape,
+                  dtype=cell.dtype, layout=cell.layout, label=case.label, geometry=geometry, device=backend.device,
+                  flops=case.flops, min_bytes=case.min_bytes(ITEMSIZE[cell.dtype]))
+
+
+def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOptions) -> Record:
+    rec = new_record(cell, backend)
+    try:
+        reason = backend.available() or backend.unsupported(cell.case, cell.algorithm, cell.dtype, cell.layout)
+        rec.workspace_bytes = backend.workspace_bytes(cell.case, cell.algorithm, cell.dtype)
+        rec.multiplies = backend.multiplies(cell.case, cell.algorithm)
+    except Exception as exc:
+        rec.status, rec.message = "error", f"{type(exc).__name__}: {exc}"
+        return rec
+    if reason:
+        rec.status, rec.message = "skipped", reason
+        rec.timing_note = "not run"
+        return rec
+    try:
+        tensors, ref, images = cache.get(cell.case, cell.dtype)
+        rec.checked_images = images
+        prepared = backend.prepare(cell.case, cell.algorithm, cell.dtype, cell.layout, tensors)
+        prepared.setup()
+        with poisoned(cell.backend.startswith("triton")):
+            out, first_ms = first_call(prepared.run, backend.device)
+        rec.compile_ms = first_ms if backend.timed else None  # never interpreter seconds
+        if isinstance(ref, Exception):
+            raise RuntimeError(f"reference failed: {type(ref).__name__}: {ref}")
+        actual = prepared.to_numpy(out[:images])
+        del out
+        check = accuracy.check(actual, ref, cell_tolerance(cell), what=str(cell))
+        rec.max_rel_err, rec.rms_rel_err = check.max_rel, check.rms_rel
+        rec.tolerance, rec.passed = check.tol, check.passed
+        if not check.passed:
+            rec.status, rec.message = "fail", check.message
+        if not backend.timed:
+            rec.timing_note = "not measured: Triton interpreter (correctness only)"
+            return rec
+        m = measure(prepared.run, backend.device, options.rule, flush_l2=options.flush_l2, graph=options.graph)
+    except Exception as exc:  # NotImplementedError from an unfinished kernel included
+        rec.status = "error"
+        rec.message = f"{type(exc).__name__}: {exc}"
+        rec.timing_note = rec.timing_note or "not measured: the cell raised"
+        return rec
+    rec.timed, rec.timer, rec.stop_reason, rec.timing_note = True, m.timer, m.stop_reason, m.note
+    add_round(rec, m.samples_ms, m.probe_ms)
+    return rec
+
+
+# --------------------------------------------------------------------------------------------
+# a whole run
+# --------------------------------------------------------------------------------------------
+def _peaks_for(cells: Sequence[Cell], backends: dict[str, Backend]) -> dict[str, Peaks]:
+    wanted: dict[str, list[str]] = {}
+    for c in cells:
+        b = backends[c.backend]
+        if b.timed and b.available() is None:
+            dts = wanted.setdefault(b.device, [])
+            if c.dtype not in dts:
+                dts.append(c.dtype)
+    return {dev: measure_peaks(dev, sorted(dts, key=DTYPES.index)) for dev, dts in wanted.items()}
+
+
+def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore | None = None, *,
+        options: RunOptions | None = None, resume: bool = False, run_info: dict | None = None) -> RunResult:
+    """Run ``cells`` (skipping those already in ``store`` when ``resume``) and finalize the files.
+
+    Without ``resume`` the folder's previous results are replaced.
+    """
+    options = options or RunOptions()
+    t0 = time.perf_counter()
+    # resuming keeps every cell already on disk (also those outside this selection)
+    records = store.load() if (store is not None and resume) else []
+    done = {r.key for r in records}
+    todo = [c for c in cells if c.key not in done]
+    if store is not None:
+        store.start(records)
+    device = "cuda" if any(b.device == "cuda" for b in backends.values()) else "cpu"
+    configure_threads(options.threads)
+    env = collect(device)
+    env["native_threads"] = blas_threads()
+    env["run"] = dict(run_info or {}, cells=len(cells), resumed=len(records))
+    peaks = _peaks_for(cells, backends) if options.measure_peaks else {}
+    if resume and store is not None and not peaks:
+        peaks = {d: Peaks.from_dict(p) for d, p in store.read_env().get("peaks", {}).items()}
+    env["peaks"] = {d: p.to_dict() for d, p in peaks.items()}
+    if store is not None:
+        store.write_env(env)
+    cache = InputCache(options.seed, options.check_max_flops)
+    rounds = options.rounds or default_rounds(device)
+    processes = min(options.processes or default_processes(device), rounds)
+    env["run"].update(rounds=rounds, processes=processes)
+    first = replace(options, rule=round_rule(options.rule, rounds))
+    bar = Progress(len(todo), enabled=options.progress)
+    interrupted, timed = False, []
+    try:
+        for cell in todo:
+            rec = run_cell(cell, backends[cell.backend], cache, first)
+            records.append(rec)
+            if store is not None:
+                store.append(rec)  # round 0 is a complete record: kept even if the run dies later
+            if rec.timed:
+                timed.append((cell, rec))
+            bar.update(f"{cell} {rec.status}")
+        bar.set_total(len(todo) + (rounds - 1) * len(timed))
+        problems = run_rounds(timed, backends, cache, options, rounds, processes, first.rule.max_time_s, bar)
+        if problems:
+            env["run"]["round_problems"] = problems
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    metrics.finalize(records, peaks, seed=options.seed)
+    wall = time.perf_counter() - t0
+    env["run"].update(interrupted=interrupted, wall_s=round(wall, 3))
+    if store is not None:
+        store.rewrite(records)
+        store.write_env(env)
+    return RunResult(records, env, interrupted, wall)

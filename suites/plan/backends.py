@@ -1,0 +1,312 @@
+"""Backends: who runs a cell, on what device, and whether its time means anything.
+
+* ``triton``            the Triton kernels compiled for the GPU (timed with CUDA events);
+* ``triton-interpret``  the same kernels under ``TRITON_INTERPRET=1`` on the CPU: checked for
+  correctness, *timing recorded as not measured* (interpreter seconds say nothing about a GPU);
+* ``torch``             ``torch.nn.functional``: cuDNN on the GPU with ``cudnn.benchmark=True`` and the
+  TF32 flags set per cell (off for fp32, on for tf32), oneDNN/ATen on the CPU;
+* ``numpy``             the float64 reference algorithms (direct, im2col, Winograd, FFT), timed on
+  the CPU: an algorithm comparison that needs no GPU.
+
+:mod:`convbench.kernels` is imported lazily: ``TRITON_INTERPRET`` must be decided (see :func:`configure_interpreter`)
+before the first import, because Triton reads it when a kernel is defined.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from convbench import reference
+from convbench.runtime import ENV as INTERPRETER_ENV, cuda_available, interpreter_requested
+
+from . import ops
+from .shapes import Case
+
+DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp64")
+LAYOUTS = ("nchw", "nhwc")
+ITEMSIZE = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp64": 8}
+#: the algorithm name the vendor-library baseline cells carry
+VENDOR = "vendor"
+#: single-kernel ops carry this algorithm name on the Triton backends
+DEFAULT_ALGORITHM = "default"
+#: the algorithm names the API contract promises (used when ``kernels`` cannot be imported)
+CONTRACT_CONV2D_ALGORITHMS = ("direct", "im2col", "implicit_gemm", "winograd_f2", "winograd_f4", "fft")
+#: cases larger than this many nominal operations are skipped under the interpreter
+INTERPRET_MAX_FLOPS = 2e7
+
+
+def torch_dtype(dtype: str):
+    import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+    return {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
+            "bf16": torch.bfloat16, "fp64": torch.float64}[dtype]
+
+
+def input_precision(dtype: str) -> str:
+    return "tf32" if dtype == "tf32" else "ieee"
+
+
+def configure_interpreter(backends) -> None:
+    """Set ``TRITON_INTERPRET=1`` when ``triton-interpret`` is among ``backends``; refuse to mix."""
+    names = set(backends)
+    if "triton-interpret" in names and "triton" in names:
+        raise ValueError("backends 'triton' and 'triton-interpret' cannot run in one process "
+                         "(TRITON_INTERPRET is read when kernels are defined)")
+    if "triton-interpret" in names:
+        os.environ[INTERPRETER_ENV] = "1"  # asked for by name: not only where there is no GPU
+
+
+def _kernels():
+    from convbench import kernels  # lazily: TRITON_INTERPRET must be decided first
+
+    return kernels
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A cell ready to run: ``run()`` is the timed call, ``to_numpy`` turns its result to float64."""
+
+    run: Callable[[], Any]
+    to_numpy: Callable[[Any], np.ndarray]
+    setup: Callable[[], None] = lambda: None
+
+
+def _to_numpy(out) -> np.ndarray:
+    if hasattr(out, "detach"):
+        return out.detach().cpu().double().numpy()
+    return np.asarray(out, dtype=np.float64)
+
+
+def _to_device(tensors: dict, device: str, layout: str) -> dict:
+    import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+    out = {}
+    for name, t in tensors.items():
+        if t is None:
+            out[name] = None
+            continue
+        t = t.to(device)
+        if layout == "nhwc" and name in ops.SPATIAL_INPUTS and t.dim() == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        out[name] = t.clone() if name in ("running_mean", "running_var") else t
+    return out
+
+
+class Backend:
+    name = ""
+    device = "cpu"
+    timed = True
+    description = ""
+    dtypes: tuple[str, ...] = ()
+    layouts: tuple[str, ...] = LAYOUTS
+
+    def available(self) -> str | None:
+        """Why this backend cannot run here, or None."""
+        return None
+
+    def algorithms(self, op: str) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def unsupported(self, case: Case, algorithm: str, dtype: str, layout: str) -> str | None:
+        """Why this cell does not apply (recorded as skipped), or None."""
+        return None
+
+    def prepare(self, case: Case, algorithm: str, dtype: str, layout: str, tensors: dict) -> Prepared:
+        raise NotImplementedError
+
+    def workspace_bytes(self, case: Case, algorithm: str, dtype: str) -> int | None:
+        return None
+
+    def multiplies(self, case: Case, algorithm: str) -> int | None:
+        return None
+
+
+class TritonBackend(Backend):
+    name = "triton"
+    device = "cuda"
+    description = "Triton kernels compiled for the GPU"
+    dtypes = ("fp32", "tf32", "fp16", "bf16")
+
+    def available(self) -> str | None:
+        if not cuda_available():
+            return "needs a CUDA GPU (use triton-interpret on the CPU)"
+        if interpreter_requested():
+            return "TRITON_INTERPRET is set: kernels would run in the interpreter"
+        return None
+
+    def algorithms(self, op: str) -> tuple[str, ...]:
+        try:
+            k = _kernels()
+            conv, transpose = tuple(k.CONV2D_ALGORITHMS), tuple(k.CONV_TRANSPOSE2D_ALGORITHMS)
+        except Exception:  # kernels broken: keep the contract's names, the cells record the error
+            conv, transpose = CONTRACT_CONV2D_ALGORITHMS, ("phase",)
+        if op == "conv2d":
+            return conv
+        if op == "conv_transpose2d":
+            return transpose
+        return (DEFAULT_ALGORITHM,)
+
+    def _conv_entry(self, algorithm: str):
+        return {a.name: a for a in _kernels().ALGORITHMS}[algorithm]
+
+    def unsupported(self, case, algorithm, dtype, layout):
+        if case.op == "conv2d":
+            return self._conv_entry(algorithm).unsupported(case.geom, torch_dtype(dtype))
+        if dtype == "tf32" and case.family in ("pool", "norm"):
+            return "tf32 applies to matrix products only (pooling/normalization have none)"
+        return None
+
+    def prepare(self, case, algorithm, dtype, layout, tensors):
+        k = _kernels()
+        t = _to_device(tensors, self.device, layout)
+        extra = {}
+        if case.op in ("conv2d", "conv_transpose2d"):
+            extra = {"algorithm": algorithm, "input_precision": input_precision(dtype)}
+        fn = getattr(k, case.op, None)
+        if fn is None:
+            raise NotImplementedError(f"kernels.{case.op} does not exist yet")
+        return Prepared(lambda: ops.call(k, case, t, **extra), _to_numpy)
+
+    def workspace_bytes(self, case, algorithm, dtype):
+        if case.op == "conv2d":
+            return int(self._conv_entry(algorithm).workspace_bytes(case.geom, ITEMSIZE[dtype]))
+        return None
+
+    def multiplies(self, case, algorithm):
+        if case.op == "conv2d":
+            return int(self._conv_entry(algorithm).multiplies(case.geom))
+        return None
+
+
+class TritonInterpretBackend(TritonBackend):
+    name = "triton-interpret"
+    device = "cpu"
+    timed = False
+    description = "Triton kernels in the CPU interpreter: correctness only, timing not measured"
+
+    def available(self) -> str | None:
+        if not interpreter_requested():
+            return "TRITON_INTERPRET=1 was not set before kernels were imported"
+        return None
+
+    def __init__(self, max_flops: float = INTERPRET_MAX_FLOPS):
+        self.max_flops = max_flops
+
+    def unsupported(self, case, algorithm, dtype, layout):
+        if case.flops > self.max_flops:
+            return (f"too large for the interpreter ({case.flops / 1e6:.0f} M operations > "
+                    f"{self.max_flops / 1e6:.0f} M); shrink it with --scale")
+        return super().unsupported(case, algorithm, dtype, layout)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    description = "torch.nn.functional: cuDNN (benchmark=True) on the GPU, oneDNN/ATen on the CPU"
+    dtypes = ("fp32", "tf32", "fp16", "bf16", "fp64")
+
+    def __init__(self, device: str | None = None):
+        self.device = device or ("cuda" if cuda_available() else "cpu")
+
+    def algorithms(self, op: str) -> tuple[str, ...]:
+        return (VENDOR,)
+
+    def unsupported(self, case, algorithm, dtype, layout):
+        if dtype == "tf32" and self.device != "cuda":
+            return "tf32 needs a CUDA GPU"
+        if dtype == "tf32" and case.family in ("pool", "norm"):
+            return "tf32 applies to matrix products only (pooling/normalization have none)"
+        return None
+
+    def prepare(self, case, algorithm, dtype, layout, tensors):
+        import torch  # lazily: plan is imported by records and the reports, which need no torch
+        import torch.nn.functional as F
+
+        t = _to_device(tensors, self.device, layout)
+
+        def setup():
+            if self.device == "cuda":
+                torch.backends.cudnn.benchmark = True
+                torch.backends.cudnn.allow_tf32 = dtype == "tf32"
+                torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+
+        def run():
+            with torch.no_grad():
+                return ops.call(F, case, t)
+
+        return Prepared(run, _to_numpy, setup)
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    device = "cpu"
+    description = "float64 NumPy reference algorithms, timed on the CPU"
+    dtypes = ("fp64",)
+    layouts = ("nchw",)
+
+    def algorithms(self, op: str) -> tuple[str, ...]:
+        return tuple(ops.REFERENCE_ALGORITHMS) if op == "conv2d" else ("direct",)
+
+    def unsupported(self, case, algorithm, dtype, layout):
+        g = case.geom
+        if algorithm.startswith("winograd") and (
+                (g.r, g.s) != (3, 3) or g.stride != (1, 1) or g.dilation != (1, 1) or g.groups != 1):
+            return "Winograd F(m,3) needs a 3x3 kernel, stride 1, dilation 1, groups 1"
+        if algorithm == "fft" and g.stride != (1, 1):
+            return "FFT convolution computes every output pixel: stride 1 only"
+        return None
+
+    def prepare(self, case, algorithm, dtype, layout, tensors):
+        arrays = {k: (None if v is None else v.detach().double().numpy().copy()) for k, v in tensors.items()}
+        if case.op == "conv2d":
+            return Prepared(lambda: ops.call_reference_algorithm(reference, algorithm, case, arrays), _to_numpy)
+        if getattr(reference, case.op, None) is None:
+            raise NotImplementedError(f"reference.{case.op} does not exist yet")
+        return Prepared(lambda: ops.call(reference, case, arrays), _to_numpy)
+
+    def multiplies(self, case, algorithm):
+        if case.op != "conv2d":
+            return None
+        try:
+            entries = {a.name: a for a in _kernels().ALGORITHMS}
+        except Exception:  # kernels not importable: the count is not known
+            return None
+        entry = entries.get(algorithm)
+        return int(entry.multiplies(case.geom)) if entry is not None else None
+
+
+#: every backend by name, in report order (the baseline first)
+BACKEND_NAMES = ("torch", "triton", "triton-interpret", "numpy")
+
+
+def make_backend(name: str) -> Backend:
+    factories = {"triton": TritonBackend, "triton-interpret": TritonInterpretBackend,
+                 "torch": TorchBackend, "numpy": NumpyBackend}
+    if name not in factories:
+        raise ValueError(f"backend must be one of {BACKEND_NAMES}, got {name!r}")
+    return factories[name]()
+
+
+def default_backends() -> tuple[str, ...]:
+    """What runs when nothing is asked for: the GPU pair, or interpreter + CPU baselines."""
+    return ("torch", "triton") if cuda_available() else ("torch", "triton-interpret", "numpy")
+
+
+def default_dtypes() -> tuple[str, ...]:
+    return ("fp32", "tf32", "fp16", "bf16") if cuda_available() else ("fp32", "fp64")
+
+
+def default_layouts() -> tuple[str, ...]:
+    return ("nchw",)
+
+
+def auto_algorithm(geometry, dtype: str) -> str | None:
+    """The algorithm ``conv2d(..., algorithm="auto")`` picks for ``geometry`` in ``dtype``
+    (:func:`convbench.kernels.choose_algorithm`), or None where the kernels cannot be imported."""
+    try:
+        return _kernels().choose_algorithm(geometry, torch_dtype(dtype))
+    except Exception:
+        return None

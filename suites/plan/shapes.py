@@ -1,0 +1,257 @@
+"""Benchmark cases and suites: what one shape of one operator is, and how a suite is shrunk.
+
+A :class:`Case` is one problem of one operator, described by a geometry dataclass from
+:mod:`convbench.reference.geometry` (or :class:`AdaptivePoolGeometry` for adaptive pooling) plus the few
+operator options a geometry does not hold.  A :class:`Suite` is a named tuple of cases; the named
+suites themselves are in :mod:`convbench.suites.plan.catalog`.  :func:`scale_case` shrinks a case (spatial size,
+channels, batch) so a GPU-sized suite can run on a CPU.
+
+Nominal operation counts (``Case.flops``), used for effective TFLOP/s and for placing a cell on
+the roofline: convolution ``2*N*K*(C/g)*R*S*P*Q`` (the direct count, the same for every algorithm);
+transposed convolution ``2*N*C*(K/g)*R*S*H*W``; pooling one operation per window element
+(``N*C*P*Q*kh*kw``; adaptive pooling reads each input once: ``N*C*H*W``); normalization 4 per
+element to normalize (subtract, scale, affine multiply-add) plus 3 per element when the statistics
+are computed from the data (sum, square, add) rather than taken from running statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Union
+
+from convbench.reference.geometry import (ConvGeometry, ConvTransposeGeometry, NormGeometry, PoolGeometry,
+                                transpose_out_size)
+
+CONV_OPS = ("conv2d",)
+TRANSPOSE_OPS = ("conv_transpose2d",)
+POOL_OPS = ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")
+NORM_OPS = ("batch_norm", "layer_norm", "instance_norm", "group_norm")
+#: every operator a case can name, in report order
+OPS = CONV_OPS + TRANSPOSE_OPS + POOL_OPS + NORM_OPS
+_NORM_KIND = {"batch_norm": "batch", "layer_norm": "layer", "instance_norm": "instance", "group_norm": "group"}
+
+
+@dataclass(frozen=True)
+class AdaptivePoolGeometry:
+    """``adaptive_avg_pool2d`` over NxCxHxW to ``out_h x out_w`` (1x1: global average pooling)."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    out_h: int = 1
+    out_w: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("n", "c", "h", "w", "out_h", "out_w"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+    @property
+    def p(self) -> int:
+        return self.out_h
+
+    @property
+    def q(self) -> int:
+        return self.out_w
+
+    @property
+    def output_shape(self):
+        return (self.n, self.c, self.out_h, self.out_w)
+
+    def min_bytes(self, itemsize: int) -> int:
+        return (self.n * self.c * self.h * self.w + self.n * self.c * self.out_h * self.out_w) * itemsize
+
+    def __str__(self) -> str:
+        return f"n{self.n}-c{self.c}-{self.h}x{self.w}-to{self.out_h}x{self.out_w}"
+
+
+Geometry = Union[ConvGeometry, ConvTransposeGeometry, PoolGeometry, AdaptivePoolGeometry, NormGeometry]
+_GEOMETRY_OF_OP = {
+    "conv2d": ConvGeometry, "conv_transpose2d": ConvTransposeGeometry,
+    "max_pool2d": PoolGeometry, "avg_pool2d": PoolGeometry, "adaptive_avg_pool2d": AdaptivePoolGeometry,
+    "batch_norm": NormGeometry, "layer_norm": NormGeometry, "instance_norm": NormGeometry,
+    "group_norm": NormGeometry,
+}
+#: geometry class name -> class, for reading records back
+GEOMETRY_TYPES = {cls.__name__: cls for cls in set(_GEOMETRY_OF_OP.values())}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One shape of one operator in a suite.
+
+    ``label`` names the layer in its network (``"l1.3x3"``); ``source`` says where it comes from.
+    ``training`` (batch_norm) uses batch statistics instead of running statistics;
+    ``count_include_pad`` is avg_pool2d's option.
+    """
+
+    op: str
+    geom: Geometry
+    label: str = ""
+    source: str = ""
+    training: bool = False
+    count_include_pad: bool = True
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
+        expected = _GEOMETRY_OF_OP[self.op]
+        if not isinstance(self.geom, expected):
+            raise ValueError(f"op {self.op!r} needs a {expected.__name__}, got {type(self.geom).__name__}")
+        if self.op in _NORM_KIND and self.geom.kind != _NORM_KIND[self.op]:
+            raise ValueError(f"op {self.op!r} needs a NormGeometry of kind {_NORM_KIND[self.op]!r}, "
+                             f"got kind={self.geom.kind!r}")
+        if self.op == "conv2d" and self.geom.symmetric_padding is None:
+            raise ValueError(f"suite cases need symmetric padding (torch's conv2d signature), got {self.geom}")
+        if self.training and self.op != "batch_norm":
+            raise ValueError(f"training=True applies to batch_norm only, got op {self.op!r}")
+        if not self.count_include_pad and self.op != "avg_pool2d":
+            raise ValueError(f"count_include_pad=False applies to avg_pool2d only, got op {self.op!r}")
+
+    @property
+    def shape(self) -> str:
+        """Readable, unique within an op: the geometry's ``str`` plus the options."""
+        text = str(self.geom)
+        if self.training:
+            text += "-train"
+        if not self.count_include_pad:
+            text += "-nopadcount"
+        return text
+
+    @property
+    def family(self) -> str:
+        if self.op in CONV_OPS:
+            return "conv"
+        if self.op in TRANSPOSE_OPS:
+            return "conv_transpose"
+        return "pool" if self.op in POOL_OPS else "norm"
+
+    @property
+    def flops(self) -> int:
+        """Nominal operation count (module docstring); the same for every algorithm."""
+        g = self.geom
+        if self.family in ("conv", "conv_transpose"):
+            return g.flops
+        if self.op == "adaptive_avg_pool2d":
+            return g.n * g.c * g.h * g.w
+        if self.family == "pool":
+            return g.n * g.c * g.p * g.q * g.kernel[0] * g.kernel[1]
+        elems = g.n * g.c * g.h * g.w
+        stats_from_data = self.op != "batch_norm" or self.training
+        return elems * (7 if stats_from_data else 4)
+
+    def min_bytes(self, itemsize: int) -> int:
+        """Each input (and weight) read once, each output written once (no bias, no indices)."""
+        return self.geom.min_bytes(itemsize)
+
+    @property
+    def reduction_length(self) -> int:
+        """Terms combined per output element (drives the tolerance)."""
+        g = self.geom
+        if self.family in ("conv", "conv_transpose"):
+            return g.reduction_length
+        if self.op == "max_pool2d":
+            return 1  # a max is exact
+        if self.op == "avg_pool2d":
+            return g.kernel[0] * g.kernel[1]
+        if self.op == "adaptive_avg_pool2d":
+            return math.ceil(g.h / g.out_h + 1) * math.ceil(g.w / g.out_w + 1)
+        return g.reduction_size if (self.op != "batch_norm" or self.training) else 1
+
+    def __str__(self) -> str:
+        return f"{self.op}:{self.shape}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    cases: tuple[Case, ...] = field(default_factory=tuple)
+
+    def ops(self) -> tuple[str, ...]:
+        present = {c.op for c in self.cases}
+        return tuple(op for op in OPS if op in present)
+
+
+# --------------------------------------------------------------------------------------------
+# shrinking a case for a CPU run
+# --------------------------------------------------------------------------------------------
+def _shrink(value: int, factor: float, minimum: int = 1) -> int:
+    return max(minimum, int(round(value * factor)))
+
+
+#: channel counts are not shrunk below this (or below their original value): ``tl.dot`` needs 16,
+#: so a shrunk layer keeps the algorithms of the full-size one applicable
+MIN_CHANNELS = 16
+
+
+def _channels(value: int, factor: float) -> int:
+    return _shrink(value, factor, min(value, MIN_CHANNELS))
+
+
+def _min_extent(kernel: int, dilation: int, pad_total: int) -> int:
+    """Smallest input extent that still gives one output."""
+    return max(1, dilation * (kernel - 1) + 1 - pad_total)
+
+
+def scale_case(case: Case, factor: float, batch: int | None = None) -> Case:
+    """``case`` with spatial size, channels and batch multiplied by ``factor`` (then ``batch``).
+
+    Kernel sizes, strides, padding and dilation are kept; sizes never drop below what keeps the
+    output non-empty; channels never drop below :data:`MIN_CHANNELS` (nor below the original);
+    depthwise layers stay depthwise; group counts still divide the channels.
+    """
+    if not factor > 0:
+        raise ValueError(f"scale must be positive, got {factor!r}")
+    if batch is not None and (not isinstance(batch, int) or batch <= 0):
+        raise ValueError(f"batch must be a positive int, got {batch!r}")
+    if factor == 1 and batch is None:
+        return case
+    g = case.geom
+    n = batch if batch is not None else _shrink(g.n, factor)
+    if isinstance(g, ConvGeometry):
+        h = max(_shrink(g.h, factor), _min_extent(g.r, g.dilation[0], g.padding[0] + g.padding[1]))
+        w = max(_shrink(g.w, factor), _min_extent(g.s, g.dilation[1], g.padding[2] + g.padding[3]))
+        if g.is_depthwise:
+            c = groups = _channels(g.c, factor)
+            k = c * g.k_per_group
+        else:
+            groups = g.groups
+            c = groups * _channels(g.c_per_group, factor)
+            k = groups * _channels(g.k_per_group, factor)
+        geom = replace(g, n=n, c=c, h=h, w=w, k=k, groups=groups)
+    elif isinstance(g, ConvTransposeGeometry):
+        groups = g.groups
+        h, w = _shrink(g.h, factor), _shrink(g.w, factor)
+        while transpose_out_size(h, g.r, g.stride[0], g.padding[0], g.output_padding[0], g.dilation[0]) <= 0:
+            h += 1
+        while transpose_out_size(w, g.s, g.stride[1], g.padding[1], g.output_padding[1], g.dilation[1]) <= 0:
+            w += 1
+        geom = replace(g, n=n, c=groups * _channels(g.c_per_group, factor), h=h, w=w,
+                       k=groups * _channels(g.k_per_group, factor))
+    elif isinstance(g, PoolGeometry):
+        h = max(_shrink(g.h, factor), _min_extent(g.kernel[0], g.dilation[0], 2 * g.padding[0]))
+        w = max(_shrink(g.w, factor), _min_extent(g.kernel[1], g.dilation[1], 2 * g.padding[1]))
+        geom = replace(g, n=n, c=_channels(g.c, factor), h=h, w=w)
+    elif isinstance(g, AdaptivePoolGeometry):
+        geom = replace(g, n=n, c=_channels(g.c, factor), h=max(_shrink(g.h, factor), g.out_h),
+                       w=max(_shrink(g.w, factor), g.out_w))
+    else:  # NormGeometry
+        groups = g.num_groups if g.kind == "group" else 1
+        c = groups * _shrink(g.c // groups, factor, min(g.c // groups, max(1, MIN_CHANNELS // groups)))
+        geom = replace(g, n=n, c=c, h=_shrink(g.h, factor), w=_shrink(g.w, factor))
+    return replace(case, geom=geom)
+
+
+def scale_suite(suite: Suite, factor: float = 1.0, batch: int | None = None) -> Suite:
+    cases = tuple(scale_case(c, factor, batch) for c in suite.cases)
+    # shrinking can map two layers onto one shape: keep the first of each
+    seen, unique = set(), []
+    for c in cases:
+        if (c.op, c.shape) not in seen:
+            seen.add((c.op, c.shape))
+            unique.append(c)
+    return replace(suite, cases=tuple(unique))
