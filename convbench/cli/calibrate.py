@@ -41,7 +41,8 @@ def register(sub) -> None:
                    help="also plant each of these slowdowns in one cell at a time of the later run of every "
                         "pair and report how often compare names it (the power at this machine's noise); "
                         "'none' to skip")
-    p.add_argument("--out", "-o", type=Path, help="keep the runs in OUT/run0, OUT/run1, ... and write OUT/calibration.md")
+    p.add_argument("--out", "-o", type=Path,
+                   help="keep the runs in OUT/run0, OUT/run1, ... and write OUT/calibration.md")
     p.add_argument("--existing", type=Path, nargs="+", metavar="RUN",
                    help="judge these finished runs (folders or results.jsonl) instead of running new ones, "
                         "e.g. an earlier calibration's OUT/run* at another --threshold")
@@ -54,7 +55,7 @@ def calibrate_command(args) -> int:
         raise UsageError(f"--runs must be >= 2 (an A/A comparison needs two runs), got {args.runs}")
     # lazily: the parsers need none of the layers (torch alone takes seconds to import)
     from convbench.reports.calibration import render_calibration
-    from convbench.suites.regress import verdicts
+    from convbench.suites.measure.records import load_records
     from convbench.suites.regress.calibration import calibration, run_aa
 
     plant = []
@@ -71,7 +72,7 @@ def calibrate_command(args) -> int:
         if len(args.existing) < 2:
             raise UsageError(f"--existing needs at least two runs, got {len(args.existing)}")
         try:
-            records = [verdicts.load_records(path) for path in args.existing]
+            records = [load_records(path) for path in args.existing]
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         root = args.out

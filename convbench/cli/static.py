@@ -16,8 +16,8 @@ from .common import EXIT_FAILURES, EXIT_OK, UsageError, csv_list, emit
 def register(sub) -> None:
     p = sub.add_parser(
         "static", help="compile every kernel for sm_80/sm_90 on the CPU; registers, spills, smem, MMA",
-        description="Compile every kernel spec (convbench.kernels.static_specs()) for the given targets without a GPU "
-                    "and report registers, spill bytes, stack, shared memory, SASS instruction count and "
+        description="Compile every kernel spec (convbench.kernels.static_specs()) for the given targets "
+                    "without a GPU and report registers, spill bytes, stack, shared memory, SASS instruction count and "
                     "tensor-core instructions. With --compare BASE.json, flag new spills, register growth, "
                     "lost tensor cores and shared memory over the limit (exit status 1 on any flag).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

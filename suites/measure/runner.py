@@ -8,7 +8,8 @@ with the float64 reference computed from the same rounded inputs (tolerance mode
 stable (:mod:`.timing`).  Timing comes in rounds (:mod:`.rounds`): the first pass over the cells
 checks them and takes each one's first share of samples; later passes, some in worker processes,
 add the same number of samples again, so that every cell's samples spread over the whole run and
-over processes.  Every outcome becomes a :class:`~.records.Record`; an exception in a kernel becomes an ``error`` record with its message, never a crashed run.
+over processes.  Every outcome becomes a :class:`~.records.Record`; an exception in a kernel
+becomes an ``error`` record with its message, never a crashed run.
 
 Finished cells are appended to ``results.jsonl`` as they finish; Ctrl-C stops the loop, and the
 cells finished so far are kept and finalized.  For large cases (more than
