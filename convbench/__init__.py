@@ -15,13 +15,26 @@ Results as pandas::
     df = convbench.load("runs/r50")                 # one row per cell; df.attrs["env"]
     both = convbench.load_many(["runs/a", "runs/b"])  # with a ``run`` column
 
-Importing ``convbench`` imports none of the layers: ``convbench.kernels`` defines Triton kernels,
-and ``TRITON_INTERPRET`` must be decided before that (:mod:`convbench.runtime`).
+Importing ``convbench`` imports none of the layers; ``convbench.kernels`` (and the other
+subpackages) are imported on first use, as ``import convbench.kernels`` would.  The kernels define
+Triton kernels, and ``TRITON_INTERPRET`` must be decided before that (:mod:`convbench.runtime`).
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "load", "load_many"]
+
+#: the subpackages reachable as attributes of the import root
+SUBPACKAGES = ("runtime", "reference", "kernels", "suites", "reports", "cli")
+
+
+def __getattr__(name: str):
+    """``convbench.kernels`` and the like without an explicit import of the subpackage (PEP 562)."""
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(path):

@@ -165,3 +165,21 @@ def test_function_level_import_check_fires(tmp_path):
         "convbench.b": "def h():\n    # TRITON_INTERPRET first\n    from convbench import kernels\n    import numpy\n",
     })
     assert _unexplained_deferred_imports(files) == ["convbench.a:2: import torch"]
+
+
+def test_the_root_imports_nothing_and_reaches_every_layer():
+    code = ("import sys, convbench; "
+            "assert not [m for m in sys.modules if m.startswith('convbench.')], sorted(sys.modules); "
+            "assert 'torch' not in sys.modules; "
+            "from importlib.metadata import version; "
+            "print(convbench.__version__, version('convbench'), convbench.reference.conv2d.__module__, "
+            "convbench.reports.__name__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    version, installed, ref, reports = proc.stdout.split()
+    assert version == installed  # pyproject takes the version from convbench.__version__
+    assert ref == "convbench.reference.conv" and reports == "convbench.reports"
+    import convbench
+
+    with pytest.raises(AttributeError, match="no attribute 'kernelz'"):
+        convbench.kernelz  # noqa: B018
