@@ -98,11 +98,18 @@ def _groups(records: list[Record]):
 
 
 # ----------------------------------------------------------------------------- the frame
+def as_frame(records) -> pd.DataFrame:
+    """The records as a frame (:func:`~convbench.suites.measure.frame.records_frame`); a frame
+    is taken as it is, with a fresh index (a concatenation of runs may repeat labels)."""
+    if isinstance(records, pd.DataFrame):
+        return records.reset_index(drop=True)
+    return records_frame(records)
+
+
 def report_frame(records) -> pd.DataFrame:
     """The records (or a frame of them) with the report's grid columns added (``grid_column``:
     the column name, ``grid_rank``: its place), in report order."""
-    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
-    df = df.copy()
+    df = as_frame(records).copy()
     rows = list(df.itertuples(index=False))
     df["grid_column"] = [column_name(r) for r in rows]
     df["grid_rank"] = [_column_order(r) for r in rows]
@@ -118,9 +125,9 @@ def _report_groups(df: pd.DataFrame):
 def _pivot(group: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
     """``values`` (one per row of ``group``) as a grid: (layer, shape) rows in order of first
     appearance, grid columns in backend:algorithm order; a cell that appears twice keeps the last."""
+    rows = list(dict.fromkeys(zip(group["label"], group["shape"])))
     g = group.assign(_v=values.values)
     g = g.drop_duplicates(["label", "shape", "grid_column"], keep="last")
-    rows = list(dict.fromkeys(zip(g["label"], g["shape"])))
     columns = [c for c, _ in sorted(dict(zip(g["grid_column"], g["grid_rank"])).items(), key=lambda kv: kv[1])]
     grid = g.pivot(index=["label", "shape"], columns="grid_column", values="_v")
     return grid.reindex(index=pd.MultiIndex.from_tuples(rows, names=["label", "shape"]), columns=columns)
@@ -191,7 +198,10 @@ def _geometry(r):
 
 def auto_choice(r) -> str | None:
     """The ``auto`` rule's choice for this record's geometry and dtype, or None if unavailable."""
-    geometry = _geometry(r)
+    try:
+        geometry = _geometry(r)
+    except (TypeError, ValueError):  # a record from an older or foreign file: not rebuildable
+        return None
     return auto_algorithm(geometry, r.dtype) if geometry is not None else None
 
 
@@ -199,7 +209,7 @@ def algorithm_table(records) -> Table:
     t = Table("conv2d algorithm comparison — winner per shape", [
         "suite", "shape", "dtype", "layout", "backend", "winner", "p50 ms", "runner-up", "margin",
         "auto picks", "auto / best", "torch / winner"])
-    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    df = as_frame(records)
     p50 = {key: _value(v) for key, v in zip(df["key"], df["p50_ms"])}
     conv = df[(df["op"] == "conv2d") & (df["backend"] != "torch")]
     untimed = set()
@@ -234,7 +244,7 @@ def accuracy_table(records) -> Table:
     t = Table("accuracy against the float64 reference (worst cell per row)", [
         "op", "backend", "algorithm", "dtype", "checked", "passed", "max rel err", "rms rel err",
         "tolerance", "err / tol"])
-    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    df = as_frame(records)
     df = df[df["max_rel_err"].notna() | (df["status"] == "fail")]
     order = [(OPS.index(r.op) if r.op in OPS else 99, _column_order(r),
               DTYPE_ORDER.index(r.dtype) if r.dtype in DTYPE_ORDER else 9) for r in df.itertuples(index=False)]
@@ -281,7 +291,7 @@ def throughput_tables(records) -> list[Table]:
 
 
 def failure_table(records, limit: int = 200) -> Table | None:
-    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    df = as_frame(records)
     bad = df[df["status"].isin(["fail", "error"])]
     if bad.empty:
         return None
@@ -297,14 +307,15 @@ def failure_table(records, limit: int = 200) -> Table | None:
 
 def summary_table(records) -> Table:
     t = Table("cells by backend and status", ["backend", "cells", "ok", "fail", "error", "skipped", "timed"])
-    df = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    df = as_frame(records)
     if df.empty:
         return t
-    counts = pd.crosstab(df["backend"], df["status"]).reindex(columns=["ok", "fail", "error", "skipped"], fill_value=0)
+    statuses = pd.crosstab(df["backend"], df["status"])
+    counts = statuses.reindex(columns=["ok", "fail", "error", "skipped"], fill_value=0)
     timed = df.groupby("backend")["timed"].sum()
     for backend in sorted(counts.index, key=lambda b: BACKEND_ORDER.index(b) if b in BACKEND_ORDER else 9):
-        row = counts.loc[backend]
-        t.rows.append([backend, str(int(row.sum())), *(str(int(v)) for v in row), str(int(timed[backend]))])
+        t.rows.append([backend, str(int(statuses.loc[backend].sum())), *(str(int(v)) for v in counts.loc[backend]),
+                       str(int(timed[backend]))])
     return t
 
 
@@ -331,7 +342,7 @@ def env_lines(env: dict) -> list[str]:
 
 def all_tables(records) -> dict[str, list[Table]]:
     """Every table of a report, by section (the records, or a frame of them)."""
-    records = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    records = as_frame(records)
     failures = failure_table(records)
     return {
         "summary": [summary_table(records)],

@@ -10,6 +10,7 @@
 # tests and tests/test_static.py reuses every compile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# PYTHON (or .venv/bin/python, else python3) must have convbench installed (scripts/setup.sh does)
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
     if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi

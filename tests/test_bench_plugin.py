@@ -74,3 +74,24 @@ def test_synced_timer_waits_for_the_gpu():
     launched = __import__("time").perf_counter() - t0
     waited = bench_plugin.synced_perf_counter() - t0
     assert waited > launched  # the synced read includes the queued matmuls
+
+
+class _Options:
+    """A pytest config as far as ``cells_from_options`` looks at it."""
+
+    def __init__(self, **given):
+        self.given = given
+
+    def getoption(self, name):
+        return self.given.get(name.removeprefix("--").replace("-", "_"), "quick" if name == "--bench-suite" else None)
+
+
+def test_default_selection_covers_both_layouts_and_an_empty_one_collects_nothing():
+    cells = bench_plugin.cells_from_options(_Options(bench_backends="numpy,torch"))
+    assert {c.layout for c in cells} == {"nchw", "nhwc"}
+    assert {c.backend for c in cells} == {"numpy", "torch"}
+    only = bench_plugin.cells_from_options(_Options(bench_backends="torch", bench_layouts="nhwc"))
+    assert only and {c.layout for c in only} == {"nhwc"}
+    assert bench_plugin.cells_from_options(_Options(bench_backends="numpy", bench_shapes="no-such-shape")) == []
+    # a backend this machine may lack keeps its cells (they skip with the reason when run)
+    assert any(c.backend == "triton" for c in bench_plugin.cells_from_options(_Options(bench_backends="triton")))

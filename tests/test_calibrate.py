@@ -166,3 +166,8 @@ def test_calibrate_judges_existing_runs_again(aa_runs, tmp_path, capsys):
     assert not (out / "run0").exists()  # nothing was run
     assert cli.main(["calibrate", "--existing", runs[0]]) == 2
     assert "--existing needs at least two runs" in capsys.readouterr().err
+
+
+def test_selection_keeps_a_backend_that_cannot_run_here():
+    cells, backends, _ = calibrate.selection(backends=["triton", "numpy"], ops=["conv2d"], shapes=["1x1"])
+    assert set(backends) == {"triton", "numpy"} and any(c.backend == "triton" for c in cells)

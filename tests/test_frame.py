@@ -48,11 +48,11 @@ def test_readme_analysis_lines(run_dir):
     for (shape, dtype), group in ok.groupby(["shape", "dtype"]):
         row = best[(best["shape"] == shape) & (best["dtype"] == dtype)].iloc[0]
         assert row["p50_ms"] == group["p50_ms"].min()
-    speedup = ok[ok.backend != "torch"].pivot_table(index="shape", columns="column", values="speedup")
+    speedup = ok[ok.backend != "torch"].pivot(index=["shape", "dtype", "layout"], columns="column", values="speedup")
     assert set(speedup.columns) == set(ok[ok.backend != "torch"]["column"])
     cell = ok[ok.backend == "numpy"].iloc[0]
     base = ok[(ok.backend == "torch") & (ok["shape"] == cell["shape"])].iloc[0]
-    assert speedup.loc[cell["shape"], cell["column"]] == pytest.approx(cell["speedup"])
+    assert speedup.loc[(cell["shape"], cell["dtype"], cell["layout"]), cell["column"]] == cell["speedup"]
     assert cell["baseline"] == base["key"]
 
 

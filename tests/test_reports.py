@@ -100,3 +100,30 @@ def test_write_report_files(tmp_path, records):
     assert "## Failures" in md and "max_rel 5e-2" in md
     page = report.html.read_text()
     assert '<td class="best">0.5</td>' in page and 'src="speedup-s-fp16-nchw.png"' in page
+
+
+def test_tables_take_frames_with_repeated_index_and_foreign_records(records):
+    import pandas as pd
+
+    from convbench.reports.tables import all_tables, summary_table
+    from convbench.suites.measure.frame import records_frame
+
+    one = {name: [vars(t) for t in tables] for name, tables in all_tables(records).items()}
+    stacked = pd.concat([records_frame(records[:4]), records_frame(records[4:])])  # index 0-3 twice
+    assert {name: [vars(t) for t in tables] for name, tables in all_tables(stacked).items()} == one
+    # a geometry this version cannot rebuild: the auto column says so, the report is still built
+    foreign = _rec("triton", "direct", "C", 1.5)
+    foreign.geometry = {"type": "ConvGeometry", "n": 1, "bias": True}
+    rows = {row[1]: row for row in algorithm_table(records + [foreign]).rows}
+    assert rows["C"][9] == "?"
+    odd = _rec("numpy", "direct", "A", 1.0, device="cpu")
+    odd.status = "stale"  # a status this version does not know still counts as a cell
+    (row,) = [r for r in summary_table([odd]).rows]
+    assert row[:2] == ["numpy", "1"] and row[2:6] == ["0", "0", "0", "0"]
+
+
+def test_grid_rows_keep_first_appearance_order_when_a_cell_repeats(records):
+    again = _rec("triton", "direct", "A", 3.0)  # the same (layer, shape, column) again, last
+    (t,) = timing_tables(records + [again])
+    assert [row[1] for row in t.rows] == ["A", "B"]
+    assert t.rows[0][t.headers.index("triton:direct")] == "3"  # the later copy wins, as before

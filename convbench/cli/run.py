@@ -119,8 +119,12 @@ def run_command(args) -> int:
     from convbench.suites.measure.records import ResultStore
     from convbench.suites.measure.runner import RunOptions, run
     from convbench.suites.measure.stats import StopRule
-    from convbench.suites.plan.select import select_cells
+    from convbench.suites.plan.select import check_names, select_cells
 
+    try:
+        check_names(args.suite, args.backends, ops=args.ops, dtypes=args.dtypes, layouts=args.layouts)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     _check(args)
     try:
         selection = select_cells(args.suite, args.backends, ops=args.ops, algorithms=args.algorithms,

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from ..plan.backends import default_dtypes, make_backend
+from ..plan.backends import LAYOUTS, default_dtypes, make_backend
 from ..plan.select import select_cells
 from . import accuracy
 from .env import configure_threads
@@ -75,10 +75,12 @@ def cells_from_options(config) -> list:
     dtypes = _split(config.getoption("--bench-dtypes")) or list(default_dtypes())
     if "fp64" not in dtypes and "numpy" in names and not _split(config.getoption("--bench-dtypes")):
         dtypes.append("fp64")
-    # backends that cannot run here (triton without a GPU) stay: their cells skip with the reason
+    # backends that cannot run here (triton without a GPU) stay: their cells skip with the reason;
+    # both layouts unless asked; a selection of no cells collects no tests
     return select_cells([config.getoption("--bench-suite")], names, ops=_split(config.getoption("--bench-ops")),
-                        dtypes=dtypes, layouts=_split(config.getoption("--bench-layouts")),
-                        shapes=_split(config.getoption("--bench-shapes")), require_available=False).cells
+                        dtypes=dtypes, layouts=_split(config.getoption("--bench-layouts")) or list(LAYOUTS),
+                        shapes=_split(config.getoption("--bench-shapes")), require_available=False,
+                        require_cells=False).cells
 
 
 def cell_id(cell) -> str:

@@ -2,8 +2,9 @@
 
 Every :class:`~.records.Record` field is a column, in the record's order (``samples_ms``,
 ``round_samples`` and ``round_probe_ms`` hold lists, ``geometry`` a dict), plus ``key`` (the
-cell's identity, :func:`~.records.cell_key`) and ``column`` (``backend:algorithm``, how the report
-tables name a cell's column).  The run's ``env.json`` travels as ``df.attrs["env"]``.
+cell's identity, :func:`~.records.cell_key`) and ``column`` (``backend:algorithm``, e.g.
+``triton:winograd_f2`` or ``torch:vendor``; ``backend`` alone for single-kernel ops).  The run's
+``env.json`` travels as ``df.attrs["env"]``.
 
     import convbench
     df = convbench.load("runs/r50")

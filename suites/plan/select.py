@@ -32,11 +32,24 @@ def _check_names(values: Sequence[str] | None, allowed: Sequence[str], what: str
             raise ValueError(f"unknown {what} {v!r}; choose from {', '.join(allowed)}")
 
 
+def check_names(suites: Sequence[str] | None = None, backends: Sequence[str] | None = None, *,
+                ops: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
+                layouts: Sequence[str] | None = None) -> None:
+    """``ValueError`` naming the first unknown suite, backend, op, dtype or layout (the first
+    thing :func:`select_cells` checks; the CLI checks names before its own option limits)."""
+    _check_names(suites, SUITE_NAMES, "suite")
+    _check_names(backends, B.BACKEND_NAMES, "backend")
+    _check_names(ops, OPS, "op")
+    _check_names(dtypes, B.DTYPES, "dtype")
+    _check_names(layouts, B.LAYOUTS, "layout")
+
+
 def select_cells(suites: Sequence[str] | None = None, backends: Sequence[str] | None = None, *,
                  ops: Sequence[str] | None = None, algorithms: Sequence[str] | None = None,
                  dtypes: Sequence[str] | None = None, layouts: Sequence[str] | None = None,
                  shapes: Sequence[str] | None = None, scale: float = 1.0, batch: int | None = None,
-                 interpret_max_flops: float | None = None, require_available: bool = True) -> Selection:
+                 interpret_max_flops: float | None = None, require_available: bool = True,
+                 require_cells: bool = True) -> Selection:
     """The cells of ``suites`` (default: the quick suite) on ``backends`` (default: this
     machine's, :func:`~.backends.default_backends`) that the filters keep.
 
@@ -44,15 +57,12 @@ def select_cells(suites: Sequence[str] | None = None, backends: Sequence[str] | 
     ``algorithms`` keeps the vendor baseline always; ``shapes`` keeps cases whose shape or layer
     name contains any of the substrings; ``scale``/``batch`` shrink the suites
     (:func:`~.shapes.scale_suite`).  ``require_available``: a backend that cannot run on this
-    machine is an error (the plugin turns it into skipped cells instead).
+    machine is an error (``False``: its cells are kept, and skip with the reason when run).
+    ``require_cells``: an empty selection is an error (``False``: an empty list).
     """
     suite_names = list(suites or [DEFAULT_SUITE])
-    _check_names(suite_names, SUITE_NAMES, "suite")
     backend_names = list(backends or B.default_backends())
-    _check_names(backend_names, B.BACKEND_NAMES, "backend")
-    _check_names(ops, OPS, "op")
-    _check_names(dtypes, B.DTYPES, "dtype")
-    _check_names(layouts, B.LAYOUTS, "layout")
+    check_names(suite_names, backend_names, ops=ops, dtypes=dtypes, layouts=layouts)
     if batch is not None and batch <= 0:
         raise ValueError(f"batch must be positive, got {batch}")
     if not scale > 0:
@@ -75,7 +85,7 @@ def select_cells(suites: Sequence[str] | None = None, backends: Sequence[str] | 
     cells = build_cells(scaled, list(made.values()), ops=ops, algorithms=algorithms,
                         dtypes=dtypes or list(B.default_dtypes()), layouts=layouts or list(B.default_layouts()),
                         shapes=shapes)
-    if not cells:
+    if not cells and require_cells:
         raise ValueError("the selection contains no cells (check the ops, algorithms, dtypes, layouts and "
                          "shapes filters)")
     return Selection(cells, made, scaled)

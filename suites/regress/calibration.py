@@ -31,7 +31,9 @@ def selection(*, suites=("quick",), backends=None, ops=None, dtypes=None, layout
     backends default to the timed pair of this machine (torch,triton on a GPU, numpy,torch on a CPU)."""
     on_gpu = cuda_available()
     names = list(backends or (("torch", "triton") if on_gpu else ("numpy", "torch")))
-    chosen = select_cells(suites, names, ops=ops, dtypes=dtypes, layouts=layouts, shapes=shapes)
+    # a backend that cannot run here is kept: its cells skip with the reason, as in any run
+    chosen = select_cells(suites, names, ops=ops, dtypes=dtypes, layouts=layouts, shapes=shapes,
+                          require_available=False)
     rule = StopRule(min_samples=min_samples, max_time_s=max_time or (1.0 if on_gpu else 0.3))
     return chosen.cells, chosen.backends, RunOptions(rule=rule, measure_peaks=False, progress=progress)
 
