@@ -6,8 +6,9 @@ is imported (Triton reads it when a kernel is defined):
 """
 
 from . import norm, pool
-from .conv import (ALGORITHMS, CONV2D_ALGORITHMS, CONV_TRANSPOSE2D_ALGORITHMS, choose_algorithm,
-                   conv1d, conv2d, conv_transpose2d)
+from . import tuning
+from .conv import (ALGORITHMS, CONV2D_ALGORITHMS, CONV_TRANSPOSE2D_ALGORITHMS, Choice, choose_algorithm,
+                   conv1d, conv2d, conv_configs, conv_transpose2d, resolve_conv2d, tune_conv2d)
 from .conv import direct, fft, im2col, implicit_gemm, transpose, winograd
 from .norm import *  # noqa: F401,F403  (names listed in norm.__all__)
 from .pool import *  # noqa: F401,F403  (names listed in pool.__all__)
@@ -22,7 +23,7 @@ def static_specs():
 
 
 __all__ = [
-    "ALGORITHMS", "CONV2D_ALGORITHMS", "CONV_TRANSPOSE2D_ALGORITHMS", "choose_algorithm",
-    "conv1d", "conv2d", "conv_transpose2d", "static_specs", "KERNEL_MODULES",
+    "ALGORITHMS", "CONV2D_ALGORITHMS", "CONV_TRANSPOSE2D_ALGORITHMS", "Choice", "choose_algorithm",
+    "conv1d", "conv2d", "conv_configs", "conv_transpose2d", "resolve_conv2d", "tune_conv2d", "tuning", "static_specs", "KERNEL_MODULES",
     *pool.__all__, *norm.__all__,
 ]

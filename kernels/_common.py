@@ -87,12 +87,15 @@ def check_input_precision(value: str) -> str:
 
 
 def is_channels_last(t: torch.Tensor) -> bool:
-    """True for a 4-D tensor stored NHWC (and not also trivially NCHW-contiguous)."""
-    return (
-        t.dim() == 4
-        and t.is_contiguous(memory_format=torch.channels_last)
-        and not t.is_contiguous()
-    )
+    """True for a 4-D tensor stored NHWC, decided as torch decides a convolution's output format:
+    a tensor dense in both formats (C == 1, or H == W == 1) counts as channels_last exactly when
+    its strides are the channels_last ones and not the NCHW ones."""
+    if t.dim() != 4 or not t.is_contiguous(memory_format=torch.channels_last):
+        return False
+    if not t.is_contiguous():
+        return True
+    n, c, h, w = t.shape
+    return t.stride() == (h * w * c, 1, w * c, c) and t.stride() != (c * h * w, h * w, w, 1)
 
 
 def memory_format_of(t: torch.Tensor) -> torch.memory_format:

@@ -272,7 +272,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     _scalars(momentum, eps)
     rm, rv = _running(running_mean, running_var, c, input)
     _param(weight, "weight", (c,), input), _param(bias, "bias", (c,), input)
-    if training and input.numel() // max(c, 1) <= 1:
+    if training and input.numel() // max(c, 1) == 1:  # torch's rule: an empty batch passes
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(input.shape)}")
     if not training and rm is None:
         raise ValueError("running_mean and running_var must be given in evaluation mode (training=False)")
@@ -289,7 +289,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     _scalars(momentum, eps)
     rm, rv = _running(running_mean, running_var, c, input)
     _param(weight, "weight", (c,), input), _param(bias, "bias", (c,), input)
-    if use_input_stats and math.prod(input.shape[2:]) <= 1:
+    if use_input_stats and math.prod(input.shape[2:]) == 1:  # torch's rule: empty passes
         raise ValueError(f"Expected more than 1 spatial element when training, got input size {tuple(input.shape)}")
     if not use_input_stats and rm is None:
         raise ValueError("running_mean and running_var must be given when use_input_stats=False")
@@ -327,8 +327,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, rel
     """``torch.nn.functional.layer_norm`` over the trailing ``normalized_shape`` (+ optional ReLU)."""
     _common.check_tensor(input, "input")
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(f"normalized_shape must be a non-empty sequence of positive ints, got {normalized_shape!r}")
+    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+        raise ValueError(f"normalized_shape must be a non-empty sequence of non-negative ints, "
+                         f"got {normalized_shape!r}")
     k = len(shape)
     if input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
         raise ValueError(f"normalized_shape={shape} does not match the trailing dimensions of input shape "

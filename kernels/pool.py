@@ -106,6 +106,11 @@ def _as_batched(input, spatial: int):
     return input, False
 
 
+def _stand_in(shape) -> tuple:
+    """An empty batch validates like a batch of one (pool output sizes do not depend on N)."""
+    return (max(shape[0], 1), *shape[1:])
+
+
 def _config(config, choices, fallback):
     if config is None:
         return fallback
@@ -116,9 +121,12 @@ def _config(config, choices, fallback):
 
 def _window_launch(x, g: PoolGeometry, *, kind, config, return_indices=False, count_include_pad=True,
                    divisor_override=None):
-    y = _common.empty_output(g.output_shape, x)
-    idx = _common.empty_output(g.output_shape, x, dtype=torch.int64) if return_indices else None
+    shape = (x.shape[0], *g.output_shape[1:])  # the geometry may be a stand-in batch of one
+    y = _common.empty_output(shape, x)
+    idx = _common.empty_output(shape, x, dtype=torch.int64) if return_indices else None
     total = y.numel()
+    if total == 0:
+        return y, idx
     cfg = _config(config, CONFIGS, default_config(total))
     common = dict(CHANNELS_LAST=_common.is_channels_last(x), INT64=_common.needs_int64(x, y),
                   BLOCK=cfg.block, KH=g.kernel[0], KW=g.kernel[1], num_warps=cfg.num_warps)
@@ -138,7 +146,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices=False, *, config: PoolConfig | None = None):
     """``torch.nn.functional.max_pool2d``; indices are int64 ``h * W + w`` like PyTorch's."""
     x, unbatched = _as_batched(input, 2)
-    g = PoolGeometry.from_args(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    g = PoolGeometry.from_args(_stand_in(x.shape), kernel_size, stride, padding, dilation, ceil_mode)
     y, idx = _window_launch(x, g, kind="max", config=config, return_indices=bool(return_indices))
     if unbatched:
         y, idx = y.squeeze(0), (idx.squeeze(0) if idx is not None else None)
@@ -150,7 +158,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """``torch.nn.functional.avg_pool2d`` (fp32 sums)."""
     x, unbatched = _as_batched(input, 2)
     check_divisor_override(divisor_override)
-    g = PoolGeometry.from_args(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    g = PoolGeometry.from_args(_stand_in(x.shape), kernel_size, stride, padding, 1, ceil_mode)
     y, _ = _window_launch(x, g, kind="avg", config=config, count_include_pad=count_include_pad,
                           divisor_override=divisor_override)
     return y.squeeze(0) if unbatched else y
@@ -174,6 +182,10 @@ def adaptive_avg_pool2d(input, output_size, *, config=None) -> torch.Tensor:
     n, c, h, w = x.shape
     oh, ow = _adaptive_size(output_size, (h, w))
     y = _common.empty_output((n, c, oh, ow), x)
+    if y.numel() == 0:  # an empty batch or no channels: nothing to launch
+        return y.squeeze(0) if unbatched else y
+    if h == 0 or w == 0:
+        raise ValueError(f"adaptive_avg_pool2d needs a non-empty H x W, got input shape {tuple(input.shape)}")
     int64 = _common.needs_int64(x, y)
     if (oh, ow) == (1, 1):
         if h > 1 and w > 1 and x.stride(2) != w * x.stride(3):  # the plane must flatten to one stride
@@ -198,7 +210,7 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices=False, *, config: PoolConfig | None = None):
     """``torch.nn.functional.max_pool1d``: the 2-D kernel over an (N, C, 1, L) view."""
     x, unbatched = _as_batched(input, 1)
-    g = PoolGeometry.from_args_1d(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    g = PoolGeometry.from_args_1d(_stand_in(x.shape), kernel_size, stride, padding, dilation, ceil_mode)
     y, idx = _window_launch(x.unsqueeze(2), g, kind="max", config=config, return_indices=bool(return_indices))
     y, idx = y.squeeze(2), (idx.squeeze(2) if idx is not None else None)
     if unbatched:
@@ -210,7 +222,7 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                *, config: PoolConfig | None = None) -> torch.Tensor:
     """``torch.nn.functional.avg_pool1d``: the 2-D kernel over an (N, C, 1, L) view."""
     x, unbatched = _as_batched(input, 1)
-    g = PoolGeometry.from_args_1d(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    g = PoolGeometry.from_args_1d(_stand_in(x.shape), kernel_size, stride, padding, 1, ceil_mode)
     y, _ = _window_launch(x.unsqueeze(2), g, kind="avg", config=config, count_include_pad=count_include_pad)
     y = y.squeeze(2)
     return y.squeeze(0) if unbatched else y

@@ -174,7 +174,7 @@ def _bad(**over):
     (_bad(input=torch.zeros(1, 4, 5, 5, dtype=torch.float64)), TypeError, "input"),
     (_bad(input=torch.zeros(1, 4, 5, 5, dtype=torch.int32)), TypeError, "input"),
     (_bad(weight=torch.zeros(2, 4, 3, 3, dtype=torch.float16)), TypeError, "weight"),
-    (_bad(input=torch.zeros(4, 5, 5)), ValueError, "input"),
+    (_bad(input=torch.zeros(5, 5)), ValueError, "input"),
     (_bad(weight=torch.zeros(2, 3, 3, 3)), ValueError, "weight"),
     (_bad(weight=torch.zeros(2, 4, 7, 7)), ValueError, "output size"),
     (_bad(bias=torch.zeros(3)), ValueError, "bias"),

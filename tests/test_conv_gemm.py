@@ -167,7 +167,7 @@ def test_bad_arguments_raise_before_launch(algorithm, device, monkeypatch):
     with pytest.raises(TypeError, match="weight"):
         conv(x, w.half(), algorithm=algorithm)
     with pytest.raises(ValueError, match="input"):
-        conv(x[0], w, algorithm=algorithm)
+        conv(x[0, 0], w, algorithm=algorithm)
     with pytest.raises(ValueError, match="weight"):
         conv(x, w[0], algorithm=algorithm)
     with pytest.raises(ValueError, match="weight"):
@@ -180,13 +180,13 @@ def test_bad_arguments_raise_before_launch(algorithm, device, monkeypatch):
         conv(torch.randn(1, 32, 2, 2, device=device), w, algorithm=algorithm)
     with pytest.raises(ValueError, match="input_precision"):
         conv(x, w, algorithm=algorithm, input_precision="fp8")
-    # outside the domain: C/g or K/g below 16 (tl.dot), e.g. depthwise or an RGB stem
-    with pytest.raises(ValueError, match="C/groups=3,"):
-        conv(torch.randn(1, 3, 8, 8, device=device), torch.randn(16, 3, 3, 3, device=device), algorithm=algorithm)
-    with pytest.raises(ValueError, match="K/groups=8 "):
-        conv(x, torch.randn(8, 32, 3, 3, device=device), algorithm=algorithm)
-    with pytest.raises(ValueError, match="C/groups=1,"):
-        conv(x, torch.randn(32, 1, 3, 3, device=device), groups=32, algorithm=algorithm)
+    # configs: an unknown name, a tile below tl.dot's 16, shared memory over the limit for fp32
+    with pytest.raises(ValueError, match="not a config of"):
+        conv(x, w, algorithm=algorithm, config="BM1-BN1")
+    with pytest.raises(ValueError, match="block dimension"):
+        conv(x, w, algorithm=algorithm, config=_gemm.GemmConfig(64, 64, 8, 4, 2))
+    with pytest.raises(ValueError, match="BM128-BN128-BK64.*shared memory"):
+        conv(x, w, algorithm=algorithm, config="BM128-BN128-BK64-w8-s3-g8")
     # the module launcher checks too, including the config
     module, geom = MODULES[algorithm], G(1, 32, 6, 6, 16, 3, 3)
     with pytest.raises(ValueError, match="weight shape"):
@@ -200,11 +200,12 @@ def test_bad_arguments_raise_before_launch(algorithm, device, monkeypatch):
 
 
 @pytest.mark.parametrize("algorithm", list(MODULES))
-def test_unsupported_reasons(algorithm):
+def test_unsupported_keeps_only_real_limits(algorithm):
+    """Every geometry applies (stems, depthwise, small K); only the dtype is a limit."""
     module = MODULES[algorithm]
-    assert module.unsupported(G(1, 32, 6, 6, 16, 3, 3), torch.float16) is None
-    assert "C/groups=8" in module.unsupported(G(1, 16, 6, 6, 32, 3, 3, groups=2), torch.float32)
-    assert "K/groups=15" in module.unsupported(G(1, 32, 6, 6, 15, 3, 3), torch.float32)
+    for geom in (G(1, 32, 6, 6, 16, 3, 3), G(1, 16, 6, 6, 32, 3, 3, groups=2), G(1, 32, 6, 6, 15, 3, 3),
+                 G(1, 3, 9, 9, 8, 7, 7, stride=(2, 2), padding=(3, 3, 3, 3)), G(1, 8, 5, 5, 8, 3, 3, groups=8)):
+        assert module.unsupported(geom, torch.float16) is None, geom
     assert module.unsupported(G(1, 32, 6, 6, 16, 3, 3), torch.float64) is not None
 
 

@@ -145,7 +145,7 @@ def _bad(**over):
 @pytest.mark.parametrize("args,exc,match", [
     (_bad(input=torch.zeros(1, 4, 5, 5, dtype=torch.float64)), TypeError, "input"),
     (_bad(weight=torch.zeros(4, 2, 3, 3, dtype=torch.bfloat16)), TypeError, "weight"),
-    (_bad(input=torch.zeros(4, 5, 5)), ValueError, "input"),
+    (_bad(input=torch.zeros(5, 5)), ValueError, "input"),
     (_bad(weight=torch.zeros(3, 2, 3, 3)), ValueError, "weight"),
     (_bad(bias=torch.zeros(3)), ValueError, "bias"),
     (_bad(kw=dict(stride=2, output_padding=2)), ValueError, "output_padding"),

@@ -57,6 +57,10 @@ def register(sub) -> None:
                      help="spread the rounds over this many processes (the runner and spawned workers, "
                           "used one at a time), so that one process's memory layout does not decide a "
                           "cell's time (default 3 on a CPU, 1 on a GPU)")
+    tim.add_argument("--tune", action="store_true",
+                     help="autotune every Triton conv2d cell's launch config before timing it (GPU; the "
+                          "choices persist in the tuning cache, see `convbench tune`); on a CPU the cells "
+                          "run their heuristic config and say 'not tuned: no GPU'")
     tim.add_argument("--graph", action="store_true", help="time CUDA-graph replays (launch-bound kernels)")
     tim.add_argument("--no-flush", action="store_true", help="do not flush L2 before each GPU sample")
     tim.add_argument("--no-peaks", action="store_true", help="skip measuring copy/matmul peaks (no roofline %%)")
@@ -140,7 +144,7 @@ def run_command(args) -> int:
     options = RunOptions(rule=rule, flush_l2=not args.no_flush, graph=args.graph, seed=args.seed,
                          check_max_flops=args.check_max_gflops * 1e9, measure_peaks=not args.no_peaks,
                          progress=not args.quiet, threads=args.threads, rounds=args.rounds,
-                         processes=args.processes)
+                         processes=args.processes, tune=args.tune)
     out_dir = args.out or default_out_dir(device_slug(gpu_info()))
     store = ResultStore(out_dir)
     if not args.quiet:
@@ -149,7 +153,11 @@ def run_command(args) -> int:
     info = {"command": shlex.join(["convbench", *getattr(args, "argv", ["run"])]),
             "suites": [s.name for s in suites], "backends": list(backends), "scale": args.scale,
             "batch": args.batch, "stop_rule": dataclasses.asdict(rule), "graph": args.graph,
-            "flush_l2": not args.no_flush, "rounds": args.rounds, "processes": args.processes}
+            "flush_l2": not args.no_flush, "rounds": args.rounds, "processes": args.processes,
+            "tune": args.tune}
+    if args.tune and not on_gpu:
+        print("convbench run --tune: not tuned: no GPU (Triton runs in the CPU interpreter); "
+              "Triton cells use their heuristic configs", file=sys.stderr)
     result = run(cells, backends, store, options=options, resume=args.resume, run_info=info)
     if not args.no_report:
         report = write_report(out_dir, result.records, result.env, with_plots=not args.no_plots)

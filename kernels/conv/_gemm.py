@@ -62,17 +62,24 @@ class GemmConfig:
         return self.smem_bytes(torch.empty((), dtype=dtype).element_size()) <= SMEM_LIMIT
 
 
-#: Every block dimension >= 16 (tl.dot).  BK=64 configs serve 16-bit inputs only (fp32 would
-#: need 192 KB of shared memory); the fp32 ones keep BK small because the fp32 "ieee" dot is an
-#: FMA loop whose operand fragments live in registers (BK=32 at 128x128 spills on sm_90).
+#: Every block dimension >= 16 (tl.dot needs it of the *blocks*; masking covers a problem
+#: dimension below that, so C/g, K/g and the reduction may be anything >= 1).  BK=64 configs
+#: serve 16-bit inputs only (fp32 would need 192 KB of shared memory); the fp32 ones keep BK
+#: small because the fp32 "ieee" dot is an FMA loop whose operand fragments live in registers
+#: (BK=32 at 128x128 spills on sm_90).  BN=16 serves K/g <= 16 (small heads, grouped and
+#: depthwise layers, where the group is a grid axis and each program owns one group's columns).
 CONFIGS: tuple[GemmConfig, ...] = (
     GemmConfig(128, 128, 64, 8, 3),    # large, 16-bit
     GemmConfig(128, 128, 16, 8, 4),    # large, fp32
     GemmConfig(128, 64, 64, 8, 4),     # K/g <= 64, 16-bit (4 warps spill on sm_80)
     GemmConfig(128, 64, 32, 8, 4),     # K/g <= 64, fp32
+    GemmConfig(128, 64, 16, 8, 4),     # K/g <= 64, fp32 with the flat (r, s, c) loop (BK=32 spills on sm_80)
     GemmConfig(64, 128, 32, 8, 3),     # few output pixels, many channels
     GemmConfig(64, 64, 32, 4, 3),      # small problems
     GemmConfig(64, 32, 32, 4, 3, 4),   # K/g <= 32 (4 warps: one warpgroup, so wgmma on sm_90)
+    GemmConfig(128, 32, 32, 4, 3, 4),  # K/g <= 32 with many output pixels (stems, early layers)
+    GemmConfig(64, 16, 32, 4, 3, 4),   # K/g <= 16
+    GemmConfig(64, 16, 16, 4, 2, 4),   # K/g <= 16 with a tiny reduction (depthwise 3x3: 9)
 )
 
 
@@ -85,17 +92,28 @@ def default_config(m: int, n: int, k_red: int, dtype: torch.dtype) -> GemmConfig
     """Heuristic for an (m x k_red) @ (k_red x n) GEMM: N tile from n, M tile from the tile count.
 
     128-row tiles when there are at least 64 of them, else 64-row tiles; the N tile is the
-    smallest of 32/64/128 that covers ``n``; BK=64 for 16-bit inputs with a reduction of at
-    least 64, the smallest BK for fp32 (register pressure of the fp32 dot).
+    smallest of 16/32/64/128 that covers ``n``; BK=16 for a reduction of at most 16, else BK=64
+    for 16-bit inputs with a reduction of at least 64 and the smallest BK for fp32 (register
+    pressure of the fp32 dot).
     """
-    bk = 64 if dtype != torch.float32 and k_red >= 64 else 32 if dtype != torch.float32 else 16
-    block_n = 32 if n <= 32 else 64 if n <= 64 else 128
+    if k_red <= 16:
+        bk = 16
+    else:
+        bk = 64 if dtype != torch.float32 and k_red >= 64 else 32 if dtype != torch.float32 else 16
+    block_n = 16 if n <= 16 else 32 if n <= 32 else 64 if n <= 64 else 128
     block_m = 128 if m >= 128 * 64 else 64
     usable = configs_for(dtype)
     candidates = [c for c in usable if (c.block_m, c.block_n) == (block_m, block_n)]
-    if not candidates:  # there is no (128, 32) tile: take the 64-row one
+    if not candidates:  # no 128-row tile of this width: take the 64-row one
         candidates = [c for c in usable if c.block_n == block_n]
     return min(candidates, key=lambda c: (abs(c.block_k - bk), -c.block_m))
+
+
+def flat_reduction(c_per_group: int, block_k: int) -> bool:
+    """Whether the gather walks the reduction as one flat (r, s, c) index rather than (tap,
+    channel block): when C/g < BLOCK_K, every channel block of the tap loop would be partly
+    empty (a C=3 stem fills 3 of 16 lanes), while the flat loop wastes only its last step."""
+    return c_per_group < block_k
 
 
 def resolve_config(config, dtype: torch.dtype, default: GemmConfig) -> GemmConfig:

@@ -52,6 +52,11 @@ class DirectConfig:
     block_n: int
     num_warps: int = 4
 
+    @property
+    def name(self) -> str:
+        """Readable and unique among the module's configs (static spec names use it)."""
+        return str(self)
+
     def __str__(self) -> str:
         return f"P{self.block_p}-Q{self.block_q}-N{self.block_n}-w{self.num_warps}"
 
@@ -64,6 +69,11 @@ class DepthwiseConfig:
     block_q: int
     block_c: int
     num_warps: int = 4
+
+    @property
+    def name(self) -> str:
+        """Readable and unique among the module's configs (static spec names use it)."""
+        return str(self)
 
     def __str__(self) -> str:
         return f"dw-P{self.block_p}-Q{self.block_q}-C{self.block_c}-w{self.num_warps}"
@@ -82,6 +92,12 @@ DEPTHWISE_CONFIGS: tuple[DepthwiseConfig, ...] = (
     DepthwiseConfig(2, 8, 64),   # channels_last: vectorised along C
     DepthwiseConfig(4, 4, 32),   # channels_last, fewer channels
 )
+
+
+def configs(dtype: torch.dtype | None = None) -> tuple:
+    """Every config a direct launch may use, general and depthwise (any dtype: FMA, no shared
+    memory tiles); :func:`configs_for` says which of them apply to a geometry."""
+    return CONFIGS + DEPTHWISE_CONFIGS
 
 
 def configs_for(geom: ConvGeometry) -> tuple:

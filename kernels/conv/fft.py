@@ -118,6 +118,11 @@ class Config:
     xform_c: int  # channels per forward/inverse program
     xform_warps: int
 
+    @property
+    def name(self) -> str:
+        """Readable and unique among the module's configs (static spec names use it)."""
+        return str(self)
+
     def __str__(self) -> str:
         return (f"F{self.tile}-BM{self.block_m}-BN{self.block_n}-BK{self.block_k}-P{self.block_p}"
                 f"-w{self.num_warps}-s{self.num_stages}-X{self.xform_c}w{self.xform_warps}")
@@ -151,6 +156,11 @@ def _cost(geom: ConvGeometry, tile: int) -> float:
     nf = tile * (tile // 2 + 1)
     per_point = 2 * (tile if tile <= 32 else 16 + 16 + 2)
     return t * (4 * nf * geom.c * geom.k + 8 * (geom.c + geom.k) * tile * tile * per_point)
+
+
+def configs(dtype: torch.dtype | None = None) -> tuple[Config, ...]:
+    """Every config an FFT launch may use (a tile too small for the filter is refused per launch)."""
+    return CONFIGS
 
 
 def default_config(geom: ConvGeometry) -> Config:

@@ -44,6 +44,8 @@ ERROR_SCALE = 1.0
 TYPICAL_LAYER = ConvGeometry(32, 128, 28, 28, 128, 3, 3, padding=(1, 1, 1, 1))
 #: and the 1x1 of the same stage that expands 128 -> 512 channels
 TYPICAL_1X1 = ConvGeometry(32, 128, 28, 28, 512, 1, 1)
+#: the ResNet-50 RGB stem (C=3, 7x7/2): the flat (r, s, c) reduction path
+TYPICAL_STEM = ConvGeometry(32, 3, 224, 224, 64, 7, 7, stride=(2, 2), padding=(3, 3, 3, 3))
 
 
 @triton.jit
@@ -61,6 +63,7 @@ def _implicit_gemm_kernel(
     # meta-parameters
     HAS_BIAS: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, USE_INT64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    FLAT_RED: tl.constexpr,
 ):
     g, offs_m, offs_n, offs_c, m_ok, n_ok, img, pq = gemm_tile(M, KG, P * Q, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
                                                                USE_INT64)
@@ -72,21 +75,44 @@ def _implicit_gemm_kernel(
     w_cols = w_ptr + (g * KG + offs_n) * swk  # [BLOCK_N]
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    c_blocks = tl.cdiv(CG, BLOCK_K)
-    for step in range(0, R * S * c_blocks):
-        tap = step // c_blocks
-        c0 = (step - tap * c_blocks) * BLOCK_K
-        r = tap // S
-        s = tap - r * S
-        ih = h0 + r * dil_h
-        iw = w0 + s * dil_w
-        row_ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        c_ok = offs_c < CG - c0
-        a = tl.load((x_rows + ih * sxh + iw * sxw)[:, None] + ((c0 + offs_c) * sxc)[None, :],
-                    mask=row_ok[:, None] & c_ok[None, :], other=0.0)
-        b = tl.load((w_cols + r * swr + s * sws)[None, :] + ((c0 + offs_c) * swc)[:, None],
-                    mask=c_ok[:, None] & n_ok[None, :], other=0.0)
-        acc = dot_acc(a, b, acc, INPUT_PRECISION, UPCAST)
+    if FLAT_RED:
+        # few channels per group: one flat loop over red = (r*S + s)*CG + c, so that a C=3 7x7
+        # stem is a reduction of 147 in ceil(147/BLOCK_K) steps instead of 49 nearly-empty ones
+        KRED = R * S * CG
+        x_base = img * sxn + g * CG * sxc + h0 * sxh + w0 * sxw  # [BLOCK_M] offset of tap (0, 0), c = 0
+        for red0 in range(0, KRED, BLOCK_K):
+            red = red0 + offs_c
+            red_ok = red < KRED
+            tap = red // CG
+            c = red - tap * CG
+            r = tap // S
+            dh = r * dil_h
+            dw = (tap - r * S) * dil_w
+            ih = h0[:, None] + dh[None, :]
+            iw = w0[:, None] + dw[None, :]
+            inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            # one 2-D add of a row offset and a reduction offset (padding taps are masked)
+            a = tl.load(x_ptr + (x_base[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]),
+                        mask=m_ok[:, None] & red_ok[None, :] & inside, other=0.0)
+            b = tl.load(w_cols[None, :] + (r * swr + (tap - r * S) * sws + c * swc)[:, None],
+                        mask=red_ok[:, None] & n_ok[None, :], other=0.0)
+            acc = dot_acc(a, b, acc, INPUT_PRECISION, UPCAST)
+    else:
+        c_blocks = tl.cdiv(CG, BLOCK_K)
+        for step in range(0, R * S * c_blocks):
+            tap = step // c_blocks
+            c0 = (step - tap * c_blocks) * BLOCK_K
+            r = tap // S
+            s = tap - r * S
+            ih = h0 + r * dil_h
+            iw = w0 + s * dil_w
+            row_ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            c_ok = offs_c < CG - c0
+            a = tl.load((x_rows + ih * sxh + iw * sxw)[:, None] + ((c0 + offs_c) * sxc)[None, :],
+                        mask=row_ok[:, None] & c_ok[None, :], other=0.0)
+            b = tl.load((w_cols + r * swr + s * sws)[None, :] + ((c0 + offs_c) * swc)[:, None],
+                        mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+            acc = dot_acc(a, b, acc, INPUT_PRECISION, UPCAST)
 
     offs_k = g * KG + offs_n
     store_tile(acc, out_ptr, img * son + oh * sop + ow * soq, m_ok, bias_ptr, offs_k, n_ok, sok, HAS_BIAS)
@@ -95,9 +121,6 @@ def _implicit_gemm_kernel(
 def unsupported(geom: ConvGeometry, dtype: torch.dtype) -> str | None:
     if dtype not in _common.FLOAT_DTYPES:
         return f"dtype {dtype} is not one of fp32, fp16, bf16"
-    if geom.c_per_group < 16 or geom.k_per_group < 16:
-        return (f"tl.dot needs C/groups >= 16 and K/groups >= 16, got C/groups={geom.c_per_group}, "
-                f"K/groups={geom.k_per_group} (use algorithm='direct')")
     return None
 
 
@@ -165,7 +188,7 @@ def _plan_unchecked(x, weight, bias, geom: ConvGeometry, input_precision: str,
          *geom.stride, geom.padding[0], geom.padding[2], *geom.dilation),
         dict(HAS_BIAS=bias is not None, INPUT_PRECISION=input_precision, UPCAST=_gemm.upcast_dot(x.dtype),
              USE_INT64=use_int64, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-             GROUP_M=cfg.group_m),
+             GROUP_M=cfg.group_m, FLAT_RED=_gemm.flat_reduction(geom.c_per_group, cfg.block_k)),
         cfg.num_warps, cfg.num_stages), out
 
 
@@ -185,20 +208,26 @@ def static_specs() -> list[StaticSpec]:
     plus NCHW once (fp16); every other config once, channels_last, in the dtype it is meant for
     (:func:`convbench.kernels.conv._gemm.static_variant`); the 1x1 GEMM path's default config likewise.
 
-    Specs come from :func:`plan` on meta tensors of :data:`TYPICAL_LAYER` (gather) and
-    :data:`TYPICAL_1X1` (fast path), so they carry the launcher's exact specialisation.  The 1x1
+    Specs come from :func:`plan` on meta tensors of :data:`TYPICAL_LAYER` (gather),
+    :data:`TYPICAL_1X1` (fast path) and :data:`TYPICAL_STEM` (the flat (r, s, c) reduction of
+    small C/g: its default config in every dtype and precision, every other config once in fp16),
+    so they carry the launcher's exact specialisation.  The 1x1
     path is :func:`convbench.kernels.conv._gemm._gemm_kernel`, whose other configs ``im2col`` lists.
     """
     specs = []
     for dtype in _common.FLOAT_DTYPES:
-        for tag, geom in (("gather", TYPICAL_LAYER), ("1x1", TYPICAL_1X1)):
+        for tag, geom in (("gather", TYPICAL_LAYER), ("1x1", TYPICAL_1X1), ("flat", TYPICAL_STEM)):
             default = default_config(geom, dtype)
             for precision in _gemm.precisions_for(dtype):
                 for layout in ("nhwc", "nchw"):
                     for cfg in configs(dtype):
                         is_default = cfg == default
-                        if (tag == "1x1" and not is_default) or \
-                                not _gemm.static_variant(cfg, default, dtype, precision, layout):
+                        if tag == "1x1" and not is_default:
+                            continue
+                        if tag == "flat" and not is_default:  # every config's flat loop once, in fp16
+                            if not (dtype == torch.float16 and layout == "nhwc"):
+                                continue
+                        elif not _gemm.static_variant(cfg, default, dtype, precision, layout):
                             continue
                         run = _sample_plan(geom, dtype, layout, precision, cfg)
                         dname = _gemm.DTYPE_NAME[dtype] + ("-tf32" if precision == "tf32" else "")

@@ -56,6 +56,11 @@ class PhaseConfig:
     num_warps: int = 4
     num_stages: int = 3
 
+    @property
+    def name(self) -> str:
+        """Readable and unique among the module's configs (static spec names use it)."""
+        return str(self)
+
     def __str__(self) -> str:
         kind = f"dot-K{self.block_k}" if self.use_dot else "fma"
         return f"{kind}-P{self.block_p}-Q{self.block_q}-N{self.block_n}-w{self.num_warps}-s{self.num_stages}"
@@ -78,6 +83,11 @@ CONFIGS = DOT_CONFIGS + FMA_CONFIGS
 def uses_dot(geom: ConvTransposeGeometry) -> bool:
     """``tl.dot`` needs every dimension >= 16: both C/g and K/g."""
     return geom.c_per_group >= 16 and geom.k_per_group >= 16
+
+
+def configs(dtype: torch.dtype | None = None) -> tuple[PhaseConfig, ...]:
+    """Every config a phase launch may use; :func:`configs_for` says which apply to a geometry."""
+    return CONFIGS
 
 
 def configs_for(geom: ConvTransposeGeometry) -> tuple[PhaseConfig, ...]:

@@ -131,6 +131,11 @@ class Config:
     xform_c: int = 16  # channels per transform program
     xform_warps: int = 4
 
+    @property
+    def name(self) -> str:
+        """Readable and unique among the module's configs (static spec names use it)."""
+        return str(self)
+
     def __str__(self) -> str:
         return (f"BM{self.block_m}-BN{self.block_n}-BK{self.block_k}-P{self.block_p}-w{self.num_warps}"
                 f"-s{self.num_stages}-X{self.xform_t}x{self.xform_c}w{self.xform_warps}")
@@ -146,6 +151,11 @@ CONFIGS: tuple[Config, ...] = (
 
 #: filter-transform blocking (output channels, input channels, warps): one config, it is cheap
 FILTER_BLOCK = (32, 32, 8)
+
+
+def configs(dtype: torch.dtype | None = None) -> tuple[Config, ...]:
+    """Every config a Winograd launch (F2 or F4) may use; all fit every dtype's shared memory."""
+    return CONFIGS
 
 
 def default_config(geom: ConvGeometry, m: int) -> Config:

@@ -71,6 +71,11 @@ class Record:
     rounds: int = 0
     stop_reason: str = ""
     compile_ms: float | None = None
+    # the launch config (Triton conv2d cells): its name, where it came from ("heuristic",
+    # "tuned", "given", "not tuned: no GPU") and the seconds tuning took (apart from the samples)
+    config: str = ""
+    config_from: str = ""
+    tuning_s: float | None = None
     # work and derived throughput
     flops: int = 0
     multiplies: int | None = None

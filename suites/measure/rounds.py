@@ -33,6 +33,7 @@ from .env import configure_threads
 from .inputs import InputCache
 from .stats import StopRule, summarize
 from .timing import measure
+from .tune import prepare
 
 #: warm-up of a later timing round (the code is compiled and warm; caches and clocks are not)
 ROUND_WARMUP_S = 0.005
@@ -86,7 +87,7 @@ def time_round(cell, backend, cache, options, n_samples: int, budget_s: float):
     rule = StopRule(min_samples=n_samples, max_samples=n_samples, max_time_s=budget_s,
                     target_noise=options.rule.target_noise)
     tensors, _, _ = cache.get(cell.case, cell.dtype, reference=False)
-    prepared = backend.prepare(cell.case, cell.algorithm, cell.dtype, cell.layout, tensors)
+    prepared = prepare(backend, cell, tensors, options.tune)
     prepared.setup()
     return measure(prepared.run, backend.device, rule, flush_l2=options.flush_l2, graph=options.graph,
                    warmup_s=ROUND_WARMUP_S)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
-from ..plan.backends import DTYPES, ITEMSIZE, Backend, input_precision, torch_dtype
+from ..plan.backends import DTYPES, ITEMSIZE, Backend, input_precision, to_device, torch_dtype
 from ..plan.cells import Cell
 from . import accuracy, metrics
 from .env import blas_threads, collect, configure_threads
@@ -35,6 +35,7 @@ from .records import Record, ResultStore
 from .rounds import add_round, default_processes, default_rounds, round_rule, run_rounds
 from .stats import StopRule
 from .timing import first_call, measure
+from .tune import cell_config, prepare, tune_cell
 
 TRANSFORM_ALGORITHMS = ("winograd_f2", "winograd_f4", "fft")
 
@@ -55,6 +56,8 @@ class RunOptions:
     #: over this many processes (:mod:`convbench.suites.measure.rounds`); None: the device's default
     rounds: int | None = None
     processes: int | None = None
+    #: tune Triton conv2d cells before timing them (``convbench run --tune``; GPU only)
+    tune: bool = False
 
     def __post_init__(self) -> None:
         if self.rounds is not None and self.rounds < 1:
@@ -143,7 +146,14 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
     try:
         tensors, ref, images = cache.get(cell.case, cell.dtype)
         rec.checked_images = images
-        prepared = backend.prepare(cell.case, cell.algorithm, cell.dtype, cell.layout, tensors)
+        if cell_config(cell, options.tune) is not None:
+            outcome = tune_cell(cell, to_device(tensors, backend.device, cell.layout), options.rule)
+            if outcome.status == "error":
+                raise RuntimeError(f"tuning failed: {outcome.message}")
+            rec.tuning_s = outcome.tuning_s
+        prepared = prepare(backend, cell, tensors, options.tune)
+        rec.config = prepared.info.get("config", "")
+        rec.config_from = prepared.info.get("config_from", "")
         prepared.setup()
         with poisoned(cell.backend.startswith("triton")):
             out, first_ms = first_call(prepared.run, backend.device)

@@ -15,7 +15,7 @@ before the first import, because Triton reads it when a kernel is defined.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -73,6 +73,8 @@ class Prepared:
     run: Callable[[], Any]
     to_numpy: Callable[[Any], np.ndarray]
     setup: Callable[[], None] = lambda: None
+    #: record fields the backend knows (the launch config of a Triton conv2d cell)
+    info: dict = field(default_factory=dict)
 
 
 def _to_numpy(out) -> np.ndarray:
@@ -81,7 +83,8 @@ def _to_numpy(out) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def _to_device(tensors: dict, device: str, layout: str) -> dict:
+def to_device(tensors: dict, device: str, layout: str) -> dict:
+    """The cell's tensors on ``device`` in its layout (running statistics copied: updated in place)."""
     import torch  # lazily: plan is imported by records and the reports, which need no torch
 
     out = {}
@@ -160,16 +163,26 @@ class TritonBackend(Backend):
             return "tf32 applies to matrix products only (pooling/normalization have none)"
         return None
 
-    def prepare(self, case, algorithm, dtype, layout, tensors):
+    def prepare(self, case, algorithm, dtype, layout, tensors, *, config=None):
+        """``config`` (conv2d only): None (the heuristic), a config name, or ``"tune"`` (the tuning
+        cache, which ``convbench tune`` / ``run --tune`` filled before; the heuristic on a CPU)."""
         k = _kernels()
-        t = _to_device(tensors, self.device, layout)
-        extra = {}
+        t = to_device(tensors, self.device, layout)
+        extra, info = {}, {}
         if case.op in ("conv2d", "conv_transpose2d"):
             extra = {"algorithm": algorithm, "input_precision": input_precision(dtype)}
+        if case.op == "conv2d":
+            choice = k.resolve_conv2d(t["input"], t["weight"], t.get("bias"), case.geom, algorithm=algorithm,
+                                      config=config, input_precision=input_precision(dtype))
+            extra["algorithm"] = choice.algorithm  # "auto" resolved once (measured or heuristic)
+            extra["config"] = choice.config if choice.config is not None else "heuristic"
+            info = {"config": choice.config_name, "config_from": choice.config_from}
+            if choice.tuning_s:
+                info["tuning_s"] = choice.tuning_s
         fn = getattr(k, case.op, None)
         if fn is None:
             raise NotImplementedError(f"kernels.{case.op} does not exist yet")
-        return Prepared(lambda: ops.call(k, case, t, **extra), _to_numpy)
+        return Prepared(lambda: ops.call(k, case, t, **extra), _to_numpy, info=info)
 
     def workspace_bytes(self, case, algorithm, dtype):
         if case.op == "conv2d":
@@ -225,7 +238,7 @@ class TorchBackend(Backend):
         import torch  # lazily: plan is imported by records and the reports, which need no torch
         import torch.nn.functional as F
 
-        t = _to_device(tensors, self.device, layout)
+        t = to_device(tensors, self.device, layout)
 
         def setup():
             if self.device == "cuda":
