@@ -33,3 +33,26 @@ def use_interpreter_without_gpu() -> bool:
     if not cuda_available():
         os.environ.setdefault(ENV, "1")
     return interpreter_requested()
+
+
+_FLUSH_BUFFERS: dict = {}
+
+
+def l2_bytes(device_index: int = 0) -> int:
+    """A CUDA device's L2 size in bytes (64 MiB when the driver does not say)."""
+    import torch  # a dependency; imported here only, so that this module stays light
+
+    size = getattr(torch.cuda.get_device_properties(device_index), "L2_cache_size", 0)
+    return int(size) if size else 64 << 20
+
+
+def flush_buffer(device_index: int = 0):
+    """The L2-flush buffer of one CUDA device: 2x its L2, allocated on first use and kept.  The
+    suite's timer and the autotuner zero it before every timed call (one buffer per device)."""
+    buf = _FLUSH_BUFFERS.get(device_index)
+    if buf is None:
+        import torch  # a dependency; imported here only, so that this module stays light
+
+        buf = torch.empty(2 * l2_bytes(device_index), dtype=torch.uint8, device=f"cuda:{device_index}")
+        _FLUSH_BUFFERS[device_index] = buf
+    return buf

@@ -32,6 +32,8 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 
+from convbench.runtime import flush_buffer
+
 from . import _common
 
 SCHEMA = 1
@@ -246,25 +248,6 @@ def default_cache() -> TuneCache:
 # ----------------------------------------------------------------------------------------------
 # timer and pruner for a bare conv2d(..., config="tune") on a GPU
 # ----------------------------------------------------------------------------------------------
-_FLUSH_BUFFERS: dict[int, torch.Tensor] = {}
-
-
-def l2_bytes(device_index: int = 0) -> int:
-    """The device's L2 size in bytes (64 MiB when the driver does not say)."""
-    size = getattr(torch.cuda.get_device_properties(device_index), "L2_cache_size", 0)
-    return int(size) if size else 64 << 20
-
-
-def flush_buffer(device_index: int = 0) -> torch.Tensor:
-    """The L2-flush buffer of one device: 2x its L2, allocated on first use and kept (the
-    benchmark suite's timer zeroes the same buffer before every timed call)."""
-    buf = _FLUSH_BUFFERS.get(device_index)
-    if buf is None:
-        buf = torch.empty(2 * l2_bytes(device_index), dtype=torch.uint8, device=f"cuda:{device_index}")
-        _FLUSH_BUFFERS[device_index] = buf
-    return buf
-
-
 def default_timer(fn: Callable[[], object], *, warmup: int = 3, reps: int = 15) -> float:
     """Median of ``reps`` CUDA-event-timed calls, each after an L2 flush, after ``warmup`` calls."""
     for _ in range(warmup):

@@ -209,7 +209,7 @@ def auto_choice(r) -> str | None:
 
 def algorithm_table(records) -> Table:
     t = Table("conv2d algorithm comparison — winner per shape", [
-        "suite", "shape", "dtype", "layout", "backend", "winner", "p50 ms", "runner-up", "margin",
+        "suite", "shape", "dtype", "layout", "backend", "winner", "winner config", "p50 ms", "runner-up", "margin",
         "auto picks", "auto / best", "torch / winner"])
     df = as_frame(records)
     p50 = {key: _value(v) for key, v in zip(df["key"], df["p50_ms"])}
@@ -232,12 +232,18 @@ def algorithm_table(records) -> Table:
             auto_rel = f"{chosen.p50_ms / best.p50_ms:.2f}x" if chosen else "not timed"
         base = p50.get(best.baseline) if best.baseline else None
         vs = f"{base / best.p50_ms:.2f}x" if base else ""
-        t.rows.append([suite, shape, dtype, layout, backend, best.algorithm, fmt_ms(best.p50_ms),
+        config = getattr(best, "config", "") or ""
+        config_from = getattr(best, "config_from", "") or ""
+        config_text = f"{config} ({config_from})" if config and config_from else config
+        t.rows.append([suite, shape, dtype, layout, backend, best.algorithm, config_text, fmt_ms(best.p50_ms),
                        runner.algorithm if runner else "", margin, auto, auto_rel, vs])
     for backend in sorted(untimed):
         t.notes.append(f"{backend}: algorithms not timed on this machine (correctness only); "
                        "the winner needs a GPU run.")
-    t.notes.append("margin = runner-up time / winner time; auto / best = time of the auto rule's choice / best time; "
+    t.notes.append("margin = runner-up time / winner time; auto / best = time of the heuristic auto rule's choice / "
+                   "best time (its regret; with tuned entries `auto` takes the measured best instead, whose regret "
+                   "is that of the tuning measurement); winner config = the launch config and where it came from "
+                   "(heuristic, tuned by `run --tune`/`convbench tune`); "
                    "torch / winner > 1 means the winner beats the vendor library.")
     return t
 

@@ -115,3 +115,22 @@ def test_interrupted_run_exits_130_and_keeps_cells(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(runner, "run_cell", real)
     assert main(argv + ["--resume"]) == 0
     assert len(read_jsonl(out / "results.jsonl")) == 4
+
+
+def test_tune_and_run_tune_without_a_gpu_say_not_tuned(tmp_path, capsys, monkeypatch):
+    """No GPU: `convbench tune` tunes nothing and exits 0; `run --tune` runs the heuristic configs
+    and every Triton conv2d record says so (config name and "not tuned: no GPU")."""
+    monkeypatch.setenv("CONVBENCH_TUNE_CACHE", str(tmp_path / "tune.json"))
+    assert main(["tune", "--suite", "quick"]) == 0
+    assert "not tuned: no GPU" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main(["run", "--suite", "quick", "--tune", "--ops", "conv2d", "--shapes", "stem",
+                 "--backends", "torch,triton-interpret", "-q", "--out", str(out), "--no-history",
+                 "--no-report"]) == 0
+    assert "not tuned: no GPU" in capsys.readouterr().err
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    triton = [r for r in records if r["backend"] == "triton-interpret" and r["status"] == "ok"]
+    assert {r["algorithm"] for r in triton} == {"direct", "im2col", "implicit_gemm"}
+    for r in triton:
+        assert r["config"] and r["config_from"] == "not tuned: no GPU", r
+    assert not (tmp_path / "tune.json").exists()

@@ -115,7 +115,7 @@ def test_tables_take_frames_with_repeated_index_and_foreign_records(records):
     foreign = _rec("triton", "direct", "C", 1.5)
     foreign.geometry = {"type": "ConvGeometry", "n": 1, "bias": True}
     rows = {row[1]: row for row in algorithm_table(records + [foreign]).rows}
-    assert rows["C"][9] == "?"
+    assert rows["C"][10] == "?"
     odd = _rec("numpy", "direct", "A", 1.0, device="cpu")
     odd.status = "stale"  # a status this version does not know still counts as a cell
     (row,) = [r for r in summary_table([odd]).rows]

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import datetime
 import shlex
+import warnings
 import sys
 from pathlib import Path
 
@@ -158,6 +159,7 @@ def run_command(args) -> int:
     if args.tune and not on_gpu:
         print("convbench run --tune: not tuned: no GPU (Triton runs in the CPU interpreter); "
               "Triton cells use their heuristic configs", file=sys.stderr)
+        warnings.filterwarnings("ignore", message="config='tune'")  # said once, just above
     result = run(cells, backends, store, options=options, resume=args.resume, run_info=info)
     if not args.no_report:
         report = write_report(out_dir, result.records, result.env, with_plots=not args.no_plots)

@@ -231,7 +231,8 @@ def read_csv(path: Path | str) -> list[Record]:
     with Path(path).open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             d = {name: _parse(row[name], kinds[name]) for name in kinds if name in row and name != "geometry"}
-            for name in ("label", "message", "timing_note", "timer", "stop_reason", "baseline", "device"):
+            for name in ("label", "message", "timing_note", "timer", "stop_reason", "baseline", "device", "config",
+                         "config_from"):
                 d[name] = d.get(name) or ""
             d["n_samples"] = d.get("n_samples") or 0
             d["flops"] = d.get("flops") or 0

@@ -28,10 +28,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from convbench.runtime import flush_buffer, l2_bytes  # noqa: F401  (l2_bytes: part of this API)
+
 from .stats import StopChecker, StopRule
-
-_FLUSH_BUFFERS: dict[int, Any] = {}
-
 
 @dataclass
 class Measurement:
@@ -45,21 +44,6 @@ class Measurement:
     note: str = ""
     #: CPU only: median time of :func:`speed_probe` around the samples (None on a GPU)
     probe_ms: float | None = None
-
-
-def l2_bytes(device_index: int = 0) -> int:
-    """The device's L2 size in bytes (64 MiB when the driver does not say)."""
-    size = getattr(torch.cuda.get_device_properties(device_index), "L2_cache_size", 0)
-    return int(size) if size else 64 << 20
-
-
-def flush_buffer(device_index: int = 0):
-    """The L2-flush buffer of one device: 2x its L2, allocated on first use and kept."""
-    buf = _FLUSH_BUFFERS.get(device_index)
-    if buf is None:
-        buf = torch.empty(2 * l2_bytes(device_index), dtype=torch.uint8, device=f"cuda:{device_index}")
-        _FLUSH_BUFFERS[device_index] = buf
-    return buf
 
 
 def speed_probe() -> float:
