@@ -61,6 +61,11 @@ def summary_lines(cmp: Comparison) -> list[str]:
         lines.append("raw times compared (no run-wide drift correction)")
     if cmp.probe_cells or cmp.drift:
         lines.append("new/base and its 95% CI are on the corrected scale; the p50 columns are raw medians")
+    for label, short in ((cmp.base_label, cmp.short_base), (cmp.new_label, cmp.short_new)):
+        if short:
+            lines.append(f"WARNING: {len(short)} timed cell(s) of {label} have fewer timing rounds than their run "
+                         "asked for (interrupted and not resumed: `convbench run --resume --out DIR` finishes "
+                         "them); their verdicts rest on fewer rounds")
     if cmp.only_base:
         lines.append(f"{len(cmp.only_base)} cell(s) only in {cmp.base_label}: " + ", ".join(cmp.only_base))
     if cmp.only_new:

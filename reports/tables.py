@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from convbench.suites.measure.frame import records_frame
-from convbench.suites.measure.records import Record
+from convbench.suites.measure.records import Record, short_of_rounds
 from convbench.suites.plan.backends import auto_algorithm
 from convbench.suites.plan.shapes import GEOMETRY_TYPES, OPS
 
@@ -324,6 +324,10 @@ def summary_table(records) -> Table:
     for backend in sorted(counts.index, key=lambda b: BACKEND_ORDER.index(b) if b in BACKEND_ORDER else 9):
         t.rows.append([backend, str(int(statuses.loc[backend].sum())), *(str(int(v)) for v in counts.loc[backend]),
                        str(int(timed[backend]))])
+    short = short_of_rounds(df.to_dict("records"))
+    if short:
+        t.notes.append(f"WARNING: {len(short)} timed cell(s) have fewer timing rounds than the run asked for "
+                       "(interrupted and not resumed; `convbench run --resume --out DIR` finishes them)")
     return t
 
 

@@ -89,8 +89,12 @@ class Record:
     speedup: float | None = None
     speedup_lo: float | None = None
     speedup_hi: float | None = None
+    #: the rounds the run asked for (``rounds`` < this: interrupted and not resumed)
+    rounds_requested: int = 0
     #: samples per round: ``samples_ms`` is their concatenation, in round order
     round_samples: list = field(default_factory=list)
+    #: the OS process id that took each round (rounds from different processes or run invocations)
+    round_pids: list = field(default_factory=list)
     #: CPU: the speed probe's median time (ms) around each round's samples (convbench.suites.measure.timing)
     round_probe_ms: list = field(default_factory=list)
     samples_ms: list = field(default_factory=list)
@@ -106,6 +110,14 @@ class Record:
     def from_dict(cls, d: dict) -> "Record":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def short_of_rounds(records) -> list[str]:
+    """Keys of the timed cells with fewer rounds than their run asked for (an interrupted run
+    that was not resumed: their statistics are thinner than the rest)."""
+    get = lambda r, n: r.get(n) if isinstance(r, dict) else getattr(r, n, None)  # noqa: E731
+    return [cell_key(r) for r in records
+            if get(r, "timed") and (get(r, "rounds_requested") or 0) > (get(r, "rounds") or 0)]
 
 
 def cell_key(record) -> str:
@@ -169,7 +181,8 @@ def read_jsonl(path: Path | str) -> list[Record]:
 
 
 def csv_columns() -> list[str]:
-    names = [f.name for f in fields(Record) if f.name not in ("samples_ms", "round_samples", "round_probe_ms", "geometry")]
+    names = [f.name for f in fields(Record)
+             if f.name not in ("samples_ms", "round_samples", "round_probe_ms", "round_pids", "geometry")]
     return names + list(GEOMETRY_COLUMNS) + ["geometry"]
 
 

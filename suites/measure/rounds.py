@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import signal
 from typing import Sequence
 
@@ -69,11 +70,12 @@ def round_rule(rule: StopRule, rounds: int) -> StopRule:
                     timeout_s=rule.timeout_s if rule.timeout_s is not None else 10 * rule.max_time_s)
 
 
-def add_round(rec, samples_ms: Sequence[float], probe_ms: float | None = None) -> None:
-    """Append one round's samples (and its speed-probe time, CPU only) to the record ``rec`` and
-    refresh its summary (over all rounds)."""
+def add_round(rec, samples_ms: Sequence[float], probe_ms: float | None = None, pid: int | None = None) -> None:
+    """Append one round's samples (and its speed-probe time, CPU only, and the id of the process
+    that took it) to the record ``rec`` and refresh its summary (over all rounds)."""
     rec.samples_ms = rec.samples_ms + [float(v) for v in samples_ms]
     rec.round_samples = rec.round_samples + [len(samples_ms)]
+    rec.round_pids = rec.round_pids + [int(pid if pid is not None else os.getpid())]
     if probe_ms is not None:
         rec.round_probe_ms = rec.round_probe_ms + [probe_ms]
     rec.rounds = len(rec.round_samples)
@@ -93,14 +95,14 @@ def time_round(cell, backend, cache, options, n_samples: int, budget_s: float):
                    warmup_s=ROUND_WARMUP_S)
 
 
-def round_result(cell, backend, cache, options, n_samples: int, budget_s: float) -> tuple[list, float | None, str]:
+def round_result(cell, backend, cache, options, n_samples: int, budget_s: float) -> tuple:
     """:func:`time_round` as plain data, in the main process or a worker: (samples, probe time,
-    ``""``), or ``([], None, "Type: message")`` when the round raised."""
+    ``""``, pid), or ``([], None, "Type: message", pid)`` when the round raised."""
     try:
         m = time_round(cell, backend, cache, options, n_samples, budget_s)
     except Exception as exc:
-        return [], None, f"{type(exc).__name__}: {exc}"
-    return list(m.samples_ms), m.probe_ms, ""
+        return [], None, f"{type(exc).__name__}: {exc}", os.getpid()
+    return list(m.samples_ms), m.probe_ms, "", os.getpid()
 
 
 # ------------------------------------------------------------------------------ processes
@@ -156,14 +158,20 @@ class Worker:
 
 
 def run_rounds(timed: Sequence, backends: dict, cache, options, rounds: int, processes: int,
-               budget_s: float, progress=None) -> list[str]:
+               budget_s: float, progress=None, checkpoint=None) -> list[str]:
     """Rounds ``1 .. rounds-1`` of the (cell, record) pairs in ``timed``; returns problems met
-    (a worker that died: its round is then timed in this process), for env.json."""
+    (a worker that died: its round is then timed in this process), for env.json.
+
+    Round ``r`` is taken by the cells that have exactly ``r`` rounds, so a cell resumed with
+    ``k`` rounds joins at round ``k`` and is timed in the same alternating order and process as
+    the others; ``checkpoint()`` is called after every round (the runner saves the records)."""
     problems: list[str] = []
     workers: dict[int, Worker] = {}
     try:
         for r in range(1, rounds):
-            live = [(cell, rec) for cell, rec in timed if rec.status != "error"]
+            live = [(cell, rec) for cell, rec in timed if rec.status != "error" and len(rec.round_samples) == r]
+            if not live:
+                continue
             order = live[::-1] if r % 2 else live
             proc = r % processes
             sizes = [max(3, rec.round_samples[0]) for _, rec in order]  # round 0's count
@@ -177,14 +185,16 @@ def run_rounds(timed: Sequence, backends: dict, cache, options, rounds: int, pro
                                     f"{exc}); timed in the main process")
                     workers.pop(proc, None)
             for i, ((cell, rec), n) in enumerate(zip(order, sizes)):
-                samples, probe, error = results[i] if results is not None else \
+                samples, probe, error, pid = results[i] if results is not None else \
                     round_result(cell, backends[cell.backend], cache, options, n, budget_s)
                 if error:  # it ran in round 0: keep those samples, say what happened
                     rec.status, rec.message = "error", f"timing round {r + 1}: {error}"
                 elif samples:
-                    add_round(rec, samples, probe)
+                    add_round(rec, samples, probe, pid)
                 if progress is not None:
                     progress.update(f"round {r + 1}/{rounds} {cell}")
+            if checkpoint is not None:
+                checkpoint()
     finally:
         for w in workers.values():
             w.close()

@@ -26,7 +26,7 @@ from typing import Sequence
 
 from ..plan.backends import DTYPES, ITEMSIZE, Backend, input_precision, to_device, torch_dtype
 from ..plan.cells import Cell
-from . import accuracy, metrics
+from . import accuracy, guards, metrics
 from .env import blas_threads, collect, configure_threads
 from .inputs import InputCache
 from .peaks import Peaks, measure_peaks
@@ -155,22 +155,37 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
         rec.config = prepared.info.get("config", "")
         rec.config_from = prepared.info.get("config_from", "")
         prepared.setup()
+        before = guards.input_digests(prepared.inputs)
         with poisoned(cell.backend.startswith("triton")):
             out, first_ms = first_call(prepared.run, backend.device)
         rec.compile_ms = first_ms if backend.timed else None  # never interpreter seconds
         if isinstance(ref, Exception):
             raise RuntimeError(f"reference failed: {type(ref).__name__}: {ref}")
         actual = prepared.to_numpy(out[:images])
-        del out
         check = accuracy.check(actual, ref, cell_tolerance(cell), what=str(cell))
         rec.max_rel_err, rec.rms_rel_err = check.max_rel, check.rms_rel
         rec.tolerance, rec.passed = check.tol, check.passed
         if not check.passed:
             rec.status, rec.message = "fail", check.message
+        cheat = guards.mutated_inputs(before, prepared.inputs) or \
+            guards.aliasing(out, prepared.inputs, flush=guards.flush_buffers()) or \
+            _second_input_set(cell, backend, cache, options, out)
+        del out
+        if cheat:
+            rec.status, rec.message, rec.passed = "fail", cheat, False
+            rec.timing_note = "not measured: a cheat guard failed"
+            return rec
         if not backend.timed:
             rec.timing_note = "not measured: Triton interpreter (correctness only)"
             return rec
+        prepared.setup()
         m = measure(prepared.run, backend.device, options.rule, flush_l2=options.flush_l2, graph=options.graph)
+        if backend.device == "cuda" and m.timer == "cuda-events" and m.samples_ms:
+            escaped = guards.escaped_work(prepared.run, sorted(m.samples_ms)[len(m.samples_ms) // 2])
+            if escaped:
+                rec.status, rec.message, rec.passed = "fail", escaped, False
+                rec.timing_note = "not measured: a cheat guard failed"
+                return rec
     except Exception as exc:  # NotImplementedError from an unfinished kernel included
         rec.status = "error"
         rec.message = f"{type(exc).__name__}: {exc}"
@@ -179,6 +194,26 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
     rec.timed, rec.timer, rec.stop_reason, rec.timing_note = True, m.timer, m.stop_reason, m.note
     add_round(rec, m.samples_ms, m.probe_ms)
     return rec
+
+
+def _second_input_set(cell: Cell, backend: Backend, cache: InputCache, options: RunOptions, first_out) -> str | None:
+    """Check the cell once more on an independently drawn input set (the first call's output
+    still alive): a wrong result there, or an output sharing memory with the first one, is a
+    cached or replayed result."""
+    tensors, ref, images = cache.get(cell.case, cell.dtype, variant=1)
+    if isinstance(ref, Exception):
+        return None  # the first set's reference failed the same way and is reported there
+    prepared = prepare(backend, cell, tensors, options.tune)
+    prepared.setup()
+    with poisoned(cell.backend.startswith("triton")):
+        out, _ = first_call(prepared.run, backend.device)
+    alias = guards.aliasing(out, prepared.inputs, previous=first_out)
+    if alias:
+        return alias
+    check = accuracy.check(prepared.to_numpy(out[:images]), ref, cell_tolerance(cell), what=str(cell))
+    if not check.passed:
+        return f"cheat guard: wrong on a second input set (a cached or replayed result?): {check.message}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,6 +242,7 @@ def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore 
     records = store.load() if (store is not None and resume) else []
     done = {r.key for r in records}
     todo = [c for c in cells if c.key not in done]
+    by_key = {c.key: c for c in cells}
     if store is not None:
         store.start(records)
     device = "cuda" if any(b.device == "cuda" for b in backends.values()) else "cpu"
@@ -224,9 +260,21 @@ def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore 
     rounds = options.rounds or default_rounds(device)
     processes = min(options.processes or default_processes(device), rounds)
     env["run"].update(rounds=rounds, processes=processes)
+    # resumed cells with fewer rounds than asked for (an interrupted run) take the missing ones
+    timed = [(by_key[r.key], r) for r in records
+             if r.key in by_key and r.timed and r.status != "error" and 0 < r.rounds < rounds]
+    if timed:
+        env["run"]["resumed_rounds"] = {r.key: r.rounds for _, r in timed}
+    for _, r in timed:
+        r.rounds_requested = rounds
     first = replace(options, rule=round_rule(options.rule, rounds))
     bar = Progress(len(todo), enabled=options.progress)
-    interrupted, timed = False, []
+    interrupted = False
+
+    def checkpoint() -> None:  # after every round: an interruption keeps every round taken
+        if store is not None:
+            store.rewrite(records)
+
     try:
         for cell in todo:
             rec = run_cell(cell, backends[cell.backend], cache, first)
@@ -234,10 +282,12 @@ def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore 
             if store is not None:
                 store.append(rec)  # round 0 is a complete record: kept even if the run dies later
             if rec.timed:
+                rec.rounds_requested = rounds
                 timed.append((cell, rec))
             bar.update(f"{cell} {rec.status}")
-        bar.set_total(len(todo) + (rounds - 1) * len(timed))
-        problems = run_rounds(timed, backends, cache, options, rounds, processes, first.rule.max_time_s, bar)
+        bar.set_total(len(todo) + sum(rounds - r.rounds for _, r in timed))
+        problems = run_rounds(timed, backends, cache, options, rounds, processes, first.rule.max_time_s, bar,
+                              checkpoint=checkpoint)
         if problems:
             env["run"]["round_problems"] = problems
     except KeyboardInterrupt:

@@ -75,6 +75,8 @@ class Prepared:
     setup: Callable[[], None] = lambda: None
     #: record fields the backend knows (the launch config of a Triton conv2d cell)
     info: dict = field(default_factory=dict)
+    #: the tensors/arrays ``run`` reads, by name (the cheat guards checksum them around a call)
+    inputs: dict = field(default_factory=dict)
 
 
 def _to_numpy(out) -> np.ndarray:
@@ -182,7 +184,7 @@ class TritonBackend(Backend):
         fn = getattr(k, case.op, None)
         if fn is None:
             raise NotImplementedError(f"kernels.{case.op} does not exist yet")
-        return Prepared(lambda: ops.call(k, case, t, **extra), _to_numpy, info=info)
+        return Prepared(lambda: ops.call(k, case, t, **extra), _to_numpy, info=info, inputs=t)
 
     def workspace_bytes(self, case, algorithm, dtype):
         if case.op == "conv2d":
@@ -250,7 +252,7 @@ class TorchBackend(Backend):
             with torch.no_grad():
                 return ops.call(F, case, t)
 
-        return Prepared(run, _to_numpy, setup)
+        return Prepared(run, _to_numpy, setup, inputs=t)
 
 
 class NumpyBackend(Backend):
@@ -275,10 +277,11 @@ class NumpyBackend(Backend):
     def prepare(self, case, algorithm, dtype, layout, tensors):
         arrays = {k: (None if v is None else v.detach().double().numpy().copy()) for k, v in tensors.items()}
         if case.op == "conv2d":
-            return Prepared(lambda: ops.call_reference_algorithm(reference, algorithm, case, arrays), _to_numpy)
+            return Prepared(lambda: ops.call_reference_algorithm(reference, algorithm, case, arrays), _to_numpy,
+                            inputs=arrays)
         if getattr(reference, case.op, None) is None:
             raise NotImplementedError(f"reference.{case.op} does not exist yet")
-        return Prepared(lambda: ops.call(reference, case, arrays), _to_numpy)
+        return Prepared(lambda: ops.call(reference, case, arrays), _to_numpy, inputs=arrays)
 
     def multiplies(self, case, algorithm):
         if case.op != "conv2d":

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..measure.records import cell_key, load_records
+from ..measure.records import cell_key, load_records, short_of_rounds
 from ..measure.stats import benjamini_hochberg, mann_whitney_p, ratio_ci, welch_log_ratio
 
 VERDICTS = ("SLOWER", "FASTER", "UNSURE", "SAME", "UNTIMED")
@@ -107,6 +107,9 @@ class Comparison:
     probe_cells: int = 0
     probe_ratio: float | None = None
     fail_on_drift: bool = False
+    #: cells of each side with fewer timing rounds than their run asked for (interrupted runs)
+    short_base: list = field(default_factory=list)
+    short_new: list = field(default_factory=list)
 
     @property
     def regressions(self) -> list:
@@ -201,6 +204,7 @@ def compare(base_records, new_records, *, threshold: float = 0.05, alpha: float 
                      normalize=normalize, fail_on_drift=fail_on_drift)
     out.only_base = sorted(set(base) - set(new))
     out.only_new = sorted(set(new) - set(base))
+    out.short_base, out.short_new = short_of_rounds(base.values()), short_of_rounds(new.values())
     timed = []
     for key in sorted(set(base) & set(new)):
         b, n = base[key], new[key]
