@@ -7,8 +7,9 @@ is imported (Triton reads it when a kernel is defined):
 
 from . import norm, pool
 from . import tuning
-from .conv import (ALGORITHMS, CONV2D_ALGORITHMS, CONV_TRANSPOSE2D_ALGORITHMS, Choice, choose_algorithm,
-                   conv1d, conv2d, conv_configs, conv_transpose2d, resolve_conv2d, tune_conv2d)
+from .conv import (ALGORITHMS, CONV2D_ALGORITHMS, CONV_TRANSPOSE2D_ALGORITHMS, Choice, ConvPlan,
+                   choose_algorithm, conv1d, conv2d, conv_configs, conv_transpose2d, plan_conv2d, resolve_conv2d,
+                   tune_conv2d)
 from .conv import direct, fft, im2col, implicit_gemm, transpose, winograd
 from .norm import *  # noqa: F401,F403  (names listed in norm.__all__)
 from .pool import *  # noqa: F401,F403  (names listed in pool.__all__)
@@ -23,7 +24,7 @@ def static_specs():
 
 
 __all__ = [
-    "ALGORITHMS", "CONV2D_ALGORITHMS", "CONV_TRANSPOSE2D_ALGORITHMS", "Choice", "choose_algorithm",
+    "ALGORITHMS", "CONV2D_ALGORITHMS", "CONV_TRANSPOSE2D_ALGORITHMS", "Choice", "ConvPlan", "choose_algorithm", "plan_conv2d",
     "conv1d", "conv2d", "conv_configs", "conv_transpose2d", "resolve_conv2d", "tune_conv2d", "tuning", "static_specs", "KERNEL_MODULES",
     *pool.__all__, *norm.__all__,
 ]

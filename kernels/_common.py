@@ -8,9 +8,11 @@ allocated through :func:`empty_output`, which tests switch to NaN-filled buffers
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-from convbench.runtime import interpreter_requested
+from convbench.runtime import ENV, interpreter_requested
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 INPUT_PRECISIONS = ("ieee", "tf32")
@@ -19,9 +21,23 @@ INPUT_PRECISIONS = ("ieee", "tf32")
 POISON_OUTPUTS = False
 
 
+#: whether the kernels run in the CPU interpreter: decided once, when this package is imported
+#: (Triton reads ``TRITON_INTERPRET`` when a kernel is defined, so a later change cannot take effect)
+INTERPRETER_MODE: bool = interpreter_requested()
+
+
 def interpreting() -> bool:
-    """True when Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return interpreter_requested()
+    """True when Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1`` at import).
+
+    Raises ``RuntimeError`` when ``TRITON_INTERPRET`` was changed after :mod:`convbench.kernels`
+    was imported: the kernels were defined in the other mode, and the interpreter-only paths
+    (bf16 upcasts, CPU tensors) must not switch on or off under them."""
+    if interpreter_requested() != INTERPRETER_MODE:
+        raise RuntimeError(
+            f"TRITON_INTERPRET changed after convbench.kernels was imported (kernels were defined "
+            f"{'in the interpreter' if INTERPRETER_MODE else 'compiled'}, TRITON_INTERPRET is now "
+            f"{os.environ.get(ENV)!r}): set it before the first import, or use a new process")
+    return INTERPRETER_MODE
 
 
 def check_tensor(t, name: str, *, ndim: int | None = None, dtypes=FLOAT_DTYPES) -> None:

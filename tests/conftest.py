@@ -48,3 +48,17 @@ def _poison_outputs():
 def device():
     """Where kernel tests put their tensors: the GPU if present, else the CPU interpreter."""
     return "cuda" if HAS_CUDA else "cpu"
+
+
+@pytest.fixture
+def cpu_torch(monkeypatch):
+    """Tests that assume a CPU machine (round counts, probes, plot names) pin the torch baseline to
+    the CPU, so they mean the same on a GPU machine."""
+    monkeypatch.setenv("CONVBENCH_TORCH_DEVICE", "cpu")
+
+
+#: for tests that run the triton-interpret backend in-process: on a GPU machine the kernels of the
+#: test session are compiled, and the interpreter needs a process of its own
+needs_interpreter_process = pytest.mark.skipif(
+    HAS_CUDA, reason="triton-interpret runs in-process only where the session's kernels are interpreted "
+                     "(CPU machines); on a GPU it needs its own process")

@@ -64,16 +64,28 @@ def test_synced_timer_is_a_clock():
 
 @pytest.mark.gpu
 def test_synced_timer_waits_for_the_gpu():
+    """The synced clock spans the device time of the queued work (CUDA events of the same work),
+    which the plain clock around the asynchronous launches does not."""
+    import time
+
     import torch
 
     x = torch.randn(4096, 4096, device="cuda")
+    for _ in range(3):
+        x = x @ x / 4096
     torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     t0 = bench_plugin.synced_perf_counter()
+    start.record()
     for _ in range(20):
         x = x @ x / 4096
-    launched = __import__("time").perf_counter() - t0
-    waited = bench_plugin.synced_perf_counter() - t0
-    assert waited > launched  # the synced read includes the queued matmuls
+    end.record()
+    launched_ms = (time.perf_counter() - t0) * 1e3
+    waited_ms = (bench_plugin.synced_perf_counter() - t0) * 1e3
+    device_ms = start.elapsed_time(end)
+    assert device_ms > 2.0, "the work is too small to tell the clocks apart on this GPU"
+    assert waited_ms >= 0.9 * device_ms, (waited_ms, device_ms)
+    assert launched_ms < 0.5 * device_ms, (launched_ms, device_ms)  # launches return before the work ends
 
 
 class _Options:

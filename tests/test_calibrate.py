@@ -22,6 +22,8 @@ from convbench.suites.regress import calibration as calibrate
 from convbench.suites.regress import verdicts as C
 from convbench.suites.measure.records import Record, ResultStore
 
+pytestmark = pytest.mark.usefixtures("cpu_torch")  # CPU round counts, probes and plot names
+
 SELECTION = ["--ops", "conv2d", "--shapes", "1x1", "--backends", "numpy,torch", "--max-time", "0.05",
              "--min-samples", "10"]
 

@@ -6,7 +6,10 @@ import pytest
 
 from convbench.suites.measure import runner
 from convbench.cli import COMMAND_MODULES, main
+from tests.conftest import needs_interpreter_process
 from convbench.suites.measure.records import read_csv, read_jsonl
+
+pytestmark = pytest.mark.usefixtures("cpu_torch")  # CPU round counts, probes and plot names
 
 FAST = ["--min-samples", "3", "--max-time", "0.02", "--threads", "1", "--no-peaks"]
 
@@ -65,6 +68,7 @@ def test_bad_arguments_exit_2(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@needs_interpreter_process
 def test_tiny_run_then_report(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--suite", "quick", "--backends", "numpy,torch,triton-interpret", "--ops", "conv2d",
@@ -117,6 +121,7 @@ def test_interrupted_run_exits_130_and_keeps_cells(tmp_path, monkeypatch, capsys
     assert len(read_jsonl(out / "results.jsonl")) == 4
 
 
+@needs_interpreter_process
 def test_tune_and_run_tune_without_a_gpu_say_not_tuned(tmp_path, capsys, monkeypatch):
     """No GPU: `convbench tune` tunes nothing and exits 0; `run --tune` runs the heuristic configs
     and every Triton conv2d record says so (config name and "not tuned: no GPU")."""

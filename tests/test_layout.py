@@ -183,3 +183,19 @@ def test_the_root_imports_nothing_and_reaches_every_layer():
 
     with pytest.raises(AttributeError, match="no attribute 'kernelz'"):
         convbench.kernelz  # noqa: B018
+
+
+def test_interpreter_mode_cannot_change_after_import(monkeypatch):
+    """TRITON_INTERPRET is decided when convbench.kernels is imported; flipping it later is an
+    error that says so (not kernels silently switching their interpreter-only paths)."""
+    import torch
+
+    from convbench import kernels
+    from convbench.kernels import _common
+
+    mode = _common.INTERPRETER_MODE
+    monkeypatch.setenv("TRITON_INTERPRET", "0" if mode else "1")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET changed after convbench.kernels was imported"):
+        kernels.conv2d(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 1, 1))
+    monkeypatch.undo()
+    assert _common.interpreting() == mode

@@ -8,6 +8,8 @@ from convbench.suites.measure import rounds, runner
 from convbench.suites.measure.stats import StopRule
 from tests.test_runner import _cells
 
+pytestmark = pytest.mark.usefixtures("cpu_torch")  # CPU round counts, probes and plot names
+
 RULE = StopRule(min_samples=6, max_samples=60, max_time_s=0.03)
 
 

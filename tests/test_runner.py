@@ -18,6 +18,8 @@ from convbench.suites.measure.peaks import Peaks
 from convbench.suites.measure.stats import StopRule
 from convbench.suites.measure.timing import first_call, measure
 
+pytestmark = pytest.mark.usefixtures("cpu_torch")  # CPU round counts, probes and plot names
+
 FAST = runner.RunOptions(rule=StopRule(min_samples=3, max_samples=50, max_time_s=0.01), measure_peaks=False,
                          progress=False, threads=1, rounds=2, processes=1)
 

@@ -62,7 +62,10 @@ def register(sub) -> None:
                      help="autotune every Triton conv2d cell's launch config before timing it (GPU; the "
                           "choices persist in the tuning cache, see `convbench tune`); on a CPU the cells "
                           "run their heuristic config and say 'not tuned: no GPU'")
-    tim.add_argument("--graph", action="store_true", help="time CUDA-graph replays (launch-bound kernels)")
+    tim.add_argument("--graph", action="store_true", default=None,
+                     help="time every GPU cell as CUDA-graph replays (default: only cells under 100 us)")
+    tim.add_argument("--no-graph", dest="graph", action="store_false",
+                     help="time every GPU cell with CUDA events around single calls")
     tim.add_argument("--no-flush", action="store_true", help="do not flush L2 before each GPU sample")
     tim.add_argument("--no-peaks", action="store_true", help="skip measuring copy/matmul peaks (no roofline %%)")
     out = p.add_argument_group("output")

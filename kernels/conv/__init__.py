@@ -48,6 +48,9 @@ class ConvAlgorithm:
     config_unsupported: Callable[[ConvGeometry, torch.dtype, object], Optional[str]]
     #: the kernel source files a launch runs (their hash keys tuned choices)
     sources: tuple
+    #: (x, weight, bias, geom, *, input_precision, config) -> (launches, output): the one-time work
+    #: done, each launch a zero-argument callable writing into output (see :class:`ConvPlan`)
+    plan: Callable = None
     #: error relative to the direct algorithm's, for tolerances (Winograd/FFT lose precision)
     error_scale: float = 1.0
 
@@ -94,29 +97,40 @@ def _fft_config_unsupported(geom: ConvGeometry, dtype: torch.dtype, cfg) -> Opti
     return None
 
 
+def _implicit_gemm_plan(x, weight, bias, geom, *, input_precision="ieee", config=None):
+    run, out = implicit_gemm.plan(x, weight, bias, geom, input_precision=input_precision, config=config)
+    return (run,), out
+
+
+def _im2col_plan(x, weight, bias, geom, *, input_precision="ieee", config=None):
+    to_columns, gemm, out = im2col.plan(x, weight, bias, geom, input_precision=input_precision, config=config)
+    return (to_columns, gemm), out
+
+
 _GEMM_SOURCES = _files(implicit_gemm, _gemm)
 ALGORITHMS: tuple[ConvAlgorithm, ...] = (
     ConvAlgorithm("direct", direct.launch, direct.unsupported, direct.workspace_bytes, _direct_multiplies,
                   direct.configs, lambda g, dt, cl: direct.default_config(g, cl), _direct_config_unsupported,
-                  _files(direct)),
+                  _files(direct), direct.plan),
     ConvAlgorithm("im2col", im2col.launch, im2col.unsupported, im2col.workspace_bytes, _direct_multiplies,
                   im2col.configs, lambda g, dt, cl: im2col.default_config(g, dt), _gemm_config_unsupported,
-                  (im2col.__file__, *_GEMM_SOURCES)),
+                  (im2col.__file__, *_GEMM_SOURCES), _im2col_plan),
     ConvAlgorithm("implicit_gemm", implicit_gemm.launch, implicit_gemm.unsupported,
                   implicit_gemm.workspace_bytes, _direct_multiplies,
                   implicit_gemm.configs, lambda g, dt, cl: implicit_gemm.default_config(g, dt),
-                  _gemm_config_unsupported, _GEMM_SOURCES),
+                  _gemm_config_unsupported, _GEMM_SOURCES, _implicit_gemm_plan),
     ConvAlgorithm("winograd_f2", winograd.launch_f2, winograd.unsupported_f2, winograd.workspace_bytes_f2,
                   winograd.multiplies_f2, winograd.configs, lambda g, dt, cl: winograd.default_config(g, 2),
-                  _typed(winograd.Config), _files(winograd, _winograd_kernels, _gemm),
+                  _typed(winograd.Config), _files(winograd, _winograd_kernels, _gemm), winograd.plan_f2,
                   error_scale=winograd.ERROR_SCALE_F2),
     ConvAlgorithm("winograd_f4", winograd.launch_f4, winograd.unsupported_f4, winograd.workspace_bytes_f4,
                   winograd.multiplies_f4, winograd.configs, lambda g, dt, cl: winograd.default_config(g, 4),
-                  _typed(winograd.Config), _files(winograd, _winograd_kernels, _gemm),
+                  _typed(winograd.Config), _files(winograd, _winograd_kernels, _gemm), winograd.plan_f4,
                   error_scale=winograd.ERROR_SCALE_F4),
     ConvAlgorithm("fft", fft.launch, fft.unsupported, fft.workspace_bytes, fft.multiplies,
                   fft.configs, lambda g, dt, cl: fft.default_config(g), _fft_config_unsupported,
-                  _files(fft, _fft_kernels, _winograd_kernels, winograd, _gemm), error_scale=fft.ERROR_SCALE),
+                  _files(fft, _fft_kernels, _winograd_kernels, winograd, _gemm), fft.plan,
+                  error_scale=fft.ERROR_SCALE),
 )
 
 BY_NAME = {a.name: a for a in ALGORITHMS}
@@ -174,6 +188,26 @@ def conv_configs(algorithm: str, dtype: torch.dtype = torch.float32) -> tuple:
 # config choice: heuristic, by name or object, tuned
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ConvPlan:
+    """A conv2d call split in two.  Making the plan does the one-time work: argument checks,
+    the choice of algorithm and config, output and workspace allocation, the weight's layout
+    (implicit_gemm reads it as K x R x S x C) and the filter transforms (Winograd, FFT).
+    :meth:`run` then only launches the kernels (``launches``: 1 to 3) into ``output`` and
+    returns it: the kernel time a benchmark should measure.  The same output buffer is written
+    by every run."""
+
+    algorithm: str
+    config_name: str
+    launches: tuple
+    output: torch.Tensor
+
+    def run(self) -> torch.Tensor:
+        for launch in self.launches:
+            launch()
+        return self.output
+
+
+@dataclass(frozen=True)
 class Choice:
     """What a conv2d call runs: the algorithm, the config object (None: the module heuristic's,
     named in ``config_name``) and where the choice came from: ``"heuristic"``, ``"given"``,
@@ -228,15 +262,10 @@ def candidates(algo: ConvAlgorithm, geom: ConvGeometry, dtype: torch.dtype) -> l
 
 
 def runner(algo: ConvAlgorithm, x, weight, bias, geom: ConvGeometry, input_precision: str, config):
-    """A zero-argument callable running one launch of ``algo`` with ``config``; the GEMM family
-    is planned once (validation, allocation, weight layout) so that only its launches run."""
-    if algo.name == "implicit_gemm":
-        run, _ = implicit_gemm.plan(x, weight, bias, geom, input_precision=input_precision, config=config)
-        return run
-    if algo.name == "im2col":
-        to_columns, gemm, _ = im2col.plan(x, weight, bias, geom, input_precision=input_precision, config=config)
-        return lambda: (to_columns(), gemm())
-    return lambda: algo.launch(x, weight, bias, geom, input_precision=input_precision, config=config)
+    """A zero-argument callable running only the kernel launches of ``algo`` with ``config``:
+    planned once (validation, allocation, weight layout, filter transforms), outside any timing."""
+    launches, _ = algo.plan(x, weight, bias, geom, input_precision=input_precision, config=config)
+    return ConvPlan(algo.name, getattr(config, "name", "heuristic"), launches, _).run
 
 
 def tune_conv2d(x, weight, bias, geom: ConvGeometry, algorithm: str, *, input_precision: str = "ieee",
@@ -382,6 +411,24 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                             input_precision=input_precision)
     return BY_NAME[choice.algorithm].launch(input, weight, bias, geom, input_precision=input_precision,
                                             config=choice.config)
+
+
+def plan_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                algorithm: str = "auto", input_precision: str = "ieee", config=None) -> ConvPlan:
+    """:func:`conv2d`'s one-time work now, its kernel launches later (:class:`ConvPlan`): for
+    timing kernels alone.  Takes batched, non-empty input (conv2d takes the other forms)."""
+    _check_conv_tensors(input, weight, bias, (4,))
+    _common.check_input_precision(input_precision)
+    if input.shape[0] == 0 or input.shape[1] == 0:
+        raise ValueError(f"plan_conv2d needs a non-empty batch and channels, got input shape {tuple(input.shape)}")
+    geom = ConvGeometry.from_shapes(input.shape, weight.shape, stride, padding, dilation, groups)
+    if bias is not None and bias.shape[0] != geom.k:
+        raise ValueError(f"bias must have shape ({geom.k},), got {tuple(bias.shape)}")
+    choice = resolve_conv2d(input, weight, bias, geom, algorithm=algorithm, config=config,
+                            input_precision=input_precision)
+    algo = BY_NAME[choice.algorithm]
+    launches, out = algo.plan(input, weight, bias, geom, input_precision=input_precision, config=choice.config)
+    return ConvPlan(algo.name, choice.config_name, tuple(launches), out)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,

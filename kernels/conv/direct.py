@@ -262,8 +262,9 @@ def _launch_args(x, weight, bias, y, geom: ConvGeometry, config, int64: bool):
     return _direct_kernel, grid, args, meta
 
 
-def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", config=None) -> torch.Tensor:
-    """Direct convolution of ``x`` (NCHW-shaped, any memory format) with ``weight`` (KCRS)."""
+def plan(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", config=None):
+    """Validate, allocate the output and bind the launch: ``(launches, output)``, where each of
+    ``launches`` is a zero-argument callable (here one) writing into ``output``."""
     _common.check_launch(x, weight, bias, geom, input_precision)
     if config is None:
         config = default_config(geom, _common.is_channels_last(x))
@@ -273,7 +274,18 @@ def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee"
     y = _common.empty_output(geom.output_shape, x)
     kernel, grid, args, meta = _launch_args(x, weight, bias, y, geom, config,
                                             _common.needs_int64(x, weight, y))
-    kernel[grid](*args, **meta, num_warps=config.num_warps)
+    bound = kernel[grid]
+
+    def run() -> None:
+        bound(*args, **meta, num_warps=config.num_warps)
+    return (run,), y
+
+
+def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", config=None) -> torch.Tensor:
+    """Direct convolution of ``x`` (NCHW-shaped, any memory format) with ``weight`` (KCRS)."""
+    launches, y = plan(x, weight, bias, geom, input_precision=input_precision, config=config)
+    for run in launches:
+        run()
     return y
 
 

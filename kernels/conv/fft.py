@@ -33,6 +33,7 @@ must keep at least half its outputs).  NCHW or channels_last; the output follows
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -228,6 +229,19 @@ def launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
            input_precision: str = "ieee", config: Optional[Config] = None,
            filter_transformed: Optional[torch.Tensor] = None) -> torch.Tensor:
     """FFT convolution of ``x`` (NCHW or channels_last); the output follows ``x``."""
+    launches, out = plan(x, weight, bias, geom, input_precision=input_precision, config=config,
+                         filter_transformed=filter_transformed)
+    for run in launches:
+        run()
+    return out
+
+
+def plan(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], geom: ConvGeometry, *,
+         input_precision: str = "ieee", config: Optional[Config] = None,
+         filter_transformed: Optional[torch.Tensor] = None):
+    """The one-time work (validation, the filter spectra, workspace and output) and
+    ``(launches, output)``: forward DFT, per-frequency GEMM and inverse DFT as zero-argument
+    callables writing into ``output``."""
     _common.check_launch(x, weight, bias, geom, input_precision)
     reason = unsupported(geom, x.dtype)
     if reason is not None:
@@ -257,22 +271,23 @@ def launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
     top, _, left, _ = geom.padding
     rne = emulate_rne(x.dtype)
 
-    _k._forward_kernel[(t, triton.cdiv(geom.c, cfg.xform_c))](
+    forward = functools.partial(_k._forward_kernel[(t, triton.cdiv(geom.c, cfg.xform_c))],
         x, tables, x_spec, geom.c, geom.h, geom.w, th, tw, lh, lw, top, left, *x.stride(),
         2 * t * geom.c, 2 * geom.c, 2, 0,
         F=tile, SCALE=1.0 / tile, FILTER=False, BLOCK_C=cfg.xform_c, INT64=int64, EMULATE_RNE=rne,
         num_warps=cfg.xform_warps)
-    _batched_gemm_kernel[(triton.cdiv(t, cfg.block_m), triton.cdiv(2 * geom.k, cfg.block_n), nf // cfg.block_p)](
+    gemm = functools.partial(
+        _batched_gemm_kernel[(triton.cdiv(t, cfg.block_m), triton.cdiv(2 * geom.k, cfg.block_n), nf // cfg.block_p)],
         x_spec, w_spec, z, t, 2 * geom.c, 2 * geom.k,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, BLOCK_P=cfg.block_p,
         INPUT_PRECISION=input_precision,
         INT64=int64, UPCAST=upcast_dot(x.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    _k._inverse_kernel[(t, triton.cdiv(geom.k, cfg.xform_c))](
+    inverse = functools.partial(_k._inverse_kernel[(t, triton.cdiv(geom.k, cfg.xform_c))],
         z, tables, bias if bias is not None else z, out, geom.k, geom.p, geom.q, t, th, tw, lh, lw,
         *out.stride(),
         F=tile, SCALE=1.0 / tile, BLOCK_K=cfg.xform_c, HAS_BIAS=bias is not None, INT64=int64,
         EMULATE_RNE=rne, num_warps=cfg.xform_warps)
-    return out
+    return (forward, gemm, inverse), out
 
 
 # ---------------------------------------------------------------------------------------------

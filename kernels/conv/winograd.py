@@ -30,6 +30,7 @@ Layouts: NCHW or channels_last input through strides; the output follows the inp
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -259,6 +260,19 @@ def launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
            m: int, *, input_precision: str = "ieee", config: Optional[Config] = None,
            filter_transformed: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Winograd F(m x m, 3x3) of ``x`` (NCHW or channels_last); the output follows ``x``."""
+    launches, out = plan(x, weight, bias, geom, m, input_precision=input_precision, config=config,
+                         filter_transformed=filter_transformed)
+    for run in launches:
+        run()
+    return out
+
+
+def plan(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], geom: ConvGeometry,
+         m: int, *, input_precision: str = "ieee", config: Optional[Config] = None,
+         filter_transformed: Optional[torch.Tensor] = None):
+    """The one-time work of a launch (validation, the filter transform, workspace and output
+    allocation) and ``(launches, output)``: the three kernel launches (input transform, batched
+    GEMM, output transform) as zero-argument callables writing into ``output``."""
     _check_m(m)
     _common.check_launch(x, weight, bias, geom, input_precision)
     reason = _unsupported(m, geom, x.dtype)
@@ -285,24 +299,24 @@ def launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
     top, _, left, _ = geom.padding
 
     grid = (triton.cdiv(t, cfg.xform_t), triton.cdiv(geom.c, cfg.xform_c))
-    _k._input_transform_kernel[grid](
+    to_points = functools.partial(_k._input_transform_kernel[grid],
         x, v, geom.c, geom.h, geom.w, t, th, tw, top, left, *x.stride(),
         BT=bt_rows, BT_FIRST=bt_first, M=m, A=a,
         BLOCK_T=cfg.xform_t, BLOCK_C=cfg.xform_c, INT64=int64, EMULATE_RNE=emulate_rne(x.dtype),
         num_warps=cfg.xform_warps)
     grid = (triton.cdiv(t, cfg.block_m), triton.cdiv(geom.k, cfg.block_n), a * a // cfg.block_p)
-    _k._batched_gemm_kernel[grid](
+    gemm = functools.partial(_k._batched_gemm_kernel[grid],
         v, u, prod, t, geom.c, geom.k,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, BLOCK_P=cfg.block_p,
         INPUT_PRECISION=input_precision, INT64=int64, UPCAST=upcast_dot(x.dtype),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     grid = (triton.cdiv(t, cfg.xform_t), triton.cdiv(geom.k, cfg.xform_c))
-    _k._output_transform_kernel[grid](
+    from_points = functools.partial(_k._output_transform_kernel[grid],
         prod, bias if bias is not None else prod, out, geom.k, geom.p, geom.q, t, th, tw, *out.stride(),
         AT=at_rows, AT_FIRST=at_first, M=m, A=a,
         BLOCK_T=cfg.xform_t, BLOCK_K=cfg.xform_c, HAS_BIAS=bias is not None, INT64=int64,
         EMULATE_RNE=emulate_rne(x.dtype), num_warps=cfg.xform_warps)
-    return out
+    return (to_points, gemm, from_points), out
 
 
 def launch_f2(x, weight, bias, geom, *, input_precision="ieee", config=None, filter_transformed=None):
@@ -313,6 +327,14 @@ def launch_f2(x, weight, bias, geom, *, input_precision="ieee", config=None, fil
 def launch_f4(x, weight, bias, geom, *, input_precision="ieee", config=None, filter_transformed=None):
     return launch(x, weight, bias, geom, 4, input_precision=input_precision, config=config,
                   filter_transformed=filter_transformed)
+
+
+def plan_f2(x, weight, bias, geom, *, input_precision="ieee", config=None):
+    return plan(x, weight, bias, geom, 2, input_precision=input_precision, config=config)
+
+
+def plan_f4(x, weight, bias, geom, *, input_precision="ieee", config=None):
+    return plan(x, weight, bias, geom, 4, input_precision=input_precision, config=config)
 
 
 # ---------------------------------------------------------------------------------------------

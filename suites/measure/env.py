@@ -75,7 +75,7 @@ def gpu_info() -> dict:
         import pynvml
 
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(idx)
+        handle = nvml_handle(pynvml, idx, props)
         driver = pynvml.nvmlSystemGetDriverVersion()
         info["driver"] = driver.decode() if isinstance(driver, bytes) else driver
         info["sm_clock_mhz"] = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)
@@ -86,8 +86,36 @@ def gpu_info() -> dict:
     return info
 
 
+def nvml_target(idx: int, props, visible: str | None) -> tuple[str, object]:
+    """How NVML should find torch's device ``idx``: NVML numbers the physical GPUs, torch the
+    visible ones (``CUDA_VISIBLE_DEVICES``).  ("pci", bus id) when torch knows the PCI address,
+    else ("uuid", ...) or ("index", physical index) from ``CUDA_VISIBLE_DEVICES``, else ("index", idx)."""
+    bus = getattr(props, "pci_bus_id", None)
+    if bus is not None:
+        domain, device = getattr(props, "pci_domain_id", 0), getattr(props, "pci_device_id", 0)
+        return "pci", f"{domain:08x}:{bus:02x}:{device:02x}.0"
+    if visible:
+        entries = [e.strip() for e in visible.split(",") if e.strip()]
+        if idx < len(entries):
+            entry = entries[idx]
+            if entry.isdigit():
+                return "index", int(entry)
+            return "uuid", entry
+    return "index", idx
+
+
+def nvml_handle(pynvml, idx: int, props):
+    kind, value = nvml_target(idx, props, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if kind == "pci":
+        return pynvml.nvmlDeviceGetHandleByPciBusId(value)
+    if kind == "uuid":
+        return pynvml.nvmlDeviceGetHandleByUUID(value)
+    return pynvml.nvmlDeviceGetHandleByIndex(value)
+
+
 def tf32_flags() -> dict:
-    """The global flags *as the run left them*; each torch cell sets its own (see backends)."""
+    """The global torch flags now: env.json has them as the run started; every record has them as
+    its cell ran (``Record.flags``, taken after the cell's own setup)."""
     return {
         "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
         "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),

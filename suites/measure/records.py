@@ -76,6 +76,14 @@ class Record:
     config: str = ""
     config_from: str = ""
     tuning_s: float | None = None
+    # kernel-only timing (Triton conv2d): the plan's one-time work (checks, allocation, weight
+    # layout, filter transforms), the kernel launches per timed call, and the median of the whole
+    # public call ("end to end") next to the kernel-only samples
+    setup_ms: float | None = None
+    launches: int | None = None
+    e2e_p50_ms: float | None = None
+    #: the torch flags the cell ran with (cudnn.benchmark, TF32 switches), after its own setup
+    flags: dict = field(default_factory=dict)
     # work and derived throughput
     flops: int = 0
     multiplies: int | None = None
@@ -182,7 +190,7 @@ def read_jsonl(path: Path | str) -> list[Record]:
 
 def csv_columns() -> list[str]:
     names = [f.name for f in fields(Record)
-             if f.name not in ("samples_ms", "round_samples", "round_probe_ms", "round_pids", "geometry")]
+             if f.name not in ("samples_ms", "round_samples", "round_probe_ms", "round_pids", "geometry", "flags")]
     return names + list(GEOMETRY_COLUMNS) + ["geometry"]
 
 

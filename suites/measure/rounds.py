@@ -27,6 +27,7 @@ import math
 import multiprocessing
 import os
 import signal
+from dataclasses import replace
 from typing import Sequence
 
 from ..plan import backends as B
@@ -91,7 +92,7 @@ def time_round(cell, backend, cache, options, n_samples: int, budget_s: float):
     tensors, _, _ = cache.get(cell.case, cell.dtype, reference=False)
     prepared = prepare(backend, cell, tensors, options.tune)
     prepared.setup()
-    return measure(prepared.run, backend.device, rule, flush_l2=options.flush_l2, graph=options.graph,
+    return measure(prepared.run, backend.device, rule, flush_l2=options.flush_l2, graph=bool(options.graph),
                    warmup_s=ROUND_WARMUP_S)
 
 
@@ -106,12 +107,13 @@ def round_result(cell, backend, cache, options, n_samples: int, budget_s: float)
 
 
 # ------------------------------------------------------------------------------ processes
-def _serve(conn, options) -> None:
-    """A worker process: time the rounds it is sent until it is sent ``None``."""
+def _serve(conn, options, backends) -> None:
+    """A worker process: time the rounds it is sent until it is sent ``None``, with the parent's
+    backend objects (their configuration, e.g. the torch baseline's device, not just their names)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     configure_threads(options.threads)
     cache = InputCache(options.seed, options.check_max_flops)
-    made: dict = {}
+    made: dict = dict(backends)
     while True:
         try:
             jobs = conn.recv()
@@ -120,11 +122,11 @@ def _serve(conn, options) -> None:
         if jobs is None:
             return
         results = []
-        for cell, n_samples, budget_s in jobs:
+        for cell, n_samples, budget_s, graphed in jobs:
             # a backend the parent made cannot fail here; if it did, the parent sees the pipe
             # close and times the round itself
             backend = made.get(cell.backend) or made.setdefault(cell.backend, B.make_backend(cell.backend))
-            results.append(round_result(cell, backend, cache, options, n_samples, budget_s))
+            results.append(round_result(cell, backend, cache, replace(options, graph=graphed), n_samples, budget_s))
         try:
             conn.send(results)
         except (BrokenPipeError, OSError):  # nobody is listening any more
@@ -134,10 +136,11 @@ def _serve(conn, options) -> None:
 class Worker:
     """One spawned worker process and its pipe."""
 
-    def __init__(self, options):
+    def __init__(self, options, backends: dict | None = None):
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, options), daemon=True, name="convbench-rounds")
+        self.proc = ctx.Process(target=_serve, args=(child, options, dict(backends or {})), daemon=True,
+                                name="convbench-rounds")
         self.proc.start()
         child.close()
 
@@ -175,18 +178,20 @@ def run_rounds(timed: Sequence, backends: dict, cache, options, rounds: int, pro
             order = live[::-1] if r % 2 else live
             proc = r % processes
             sizes = [max(3, rec.round_samples[0]) for _, rec in order]  # round 0's count
+            # a cell round 0 timed with CUDA graphs keeps that timer in every round
+            graphed = [rec.timer == "cuda-graph" for _, rec in order]
             results = None
             if proc:
                 try:
-                    worker = workers.get(proc) or workers.setdefault(proc, Worker(options))
-                    results = worker.call([(cell, n, budget_s) for (cell, _), n in zip(order, sizes)])
+                    worker = workers.get(proc) or workers.setdefault(proc, Worker(options, backends))
+                    results = worker.call([(cell, n, budget_s, g) for (cell, _), n, g in zip(order, sizes, graphed)])
                 except Exception as exc:  # died, could not start, or could not be sent the cells
                     problems.append(f"round {r + 1}: worker process {proc} failed ({type(exc).__name__}: "
                                     f"{exc}); timed in the main process")
                     workers.pop(proc, None)
-            for i, ((cell, rec), n) in enumerate(zip(order, sizes)):
+            for i, ((cell, rec), n, g) in enumerate(zip(order, sizes, graphed)):
                 samples, probe, error, pid = results[i] if results is not None else \
-                    round_result(cell, backends[cell.backend], cache, options, n, budget_s)
+                    round_result(cell, backends[cell.backend], cache, replace(options, graph=g), n, budget_s)
                 if error:  # it ran in round 0: keep those samples, say what happened
                     rec.status, rec.message = "error", f"timing round {r + 1}: {error}"
                 elif samples:

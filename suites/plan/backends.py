@@ -15,6 +15,8 @@ before the first import, because Triton reads it when a kernel is defined.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -35,6 +37,8 @@ VENDOR = "vendor"
 DEFAULT_ALGORITHM = "default"
 #: the algorithm names the API contract promises (used when ``kernels`` cannot be imported)
 CONTRACT_CONV2D_ALGORITHMS = ("direct", "im2col", "implicit_gemm", "winograd_f2", "winograd_f4", "fft")
+#: pins the torch baseline's device ("cpu" or "cuda"; default: the GPU when there is one)
+TORCH_DEVICE_ENV = "CONVBENCH_TORCH_DEVICE"
 #: cases larger than this many nominal operations are skipped under the interpreter
 INTERPRET_MAX_FLOPS = 2e7
 
@@ -57,7 +61,12 @@ def configure_interpreter(backends) -> None:
         raise ValueError("backends 'triton' and 'triton-interpret' cannot run in one process "
                          "(TRITON_INTERPRET is read when kernels are defined)")
     if "triton-interpret" in names:
-        os.environ[INTERPRETER_ENV] = "1"  # asked for by name: not only where there is no GPU
+        defined = sys.modules.get("convbench.kernels._common")
+        if defined is not None and not defined.INTERPRETER_MODE:
+            raise ValueError("backend 'triton-interpret' needs TRITON_INTERPRET=1 before convbench.kernels is "
+                             "imported, and this process imported the compiled kernels: run it in a new process")
+        if defined is None:
+            os.environ[INTERPRETER_ENV] = "1"  # asked for by name: not only where there is no GPU
 
 
 def _kernels():
@@ -77,6 +86,23 @@ class Prepared:
     info: dict = field(default_factory=dict)
     #: the tensors/arrays ``run`` reads, by name (the cheat guards checksum them around a call)
     inputs: dict = field(default_factory=dict)
+    #: the whole public call, when ``run`` times the kernels alone (Triton conv2d: the plan's launches)
+    end_to_end: Callable[[], Any] | None = None
+
+
+class _Planner:
+    """``ops.call`` target that makes a :class:`convbench.kernels.ConvPlan` instead of calling."""
+
+    def __init__(self, kernels):
+        self.conv2d = kernels.plan_conv2d
+
+
+def _sync(device: str):
+    if device == "cuda":
+        import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+        return torch.cuda.synchronize
+    return lambda: None
 
 
 def _to_numpy(out) -> np.ndarray:
@@ -173,6 +199,9 @@ class TritonBackend(Backend):
         extra, info = {}, {}
         if case.op in ("conv2d", "conv_transpose2d"):
             extra = {"algorithm": algorithm, "input_precision": input_precision(dtype)}
+        fn = getattr(k, case.op, None)
+        if fn is None:
+            raise NotImplementedError(f"kernels.{case.op} does not exist yet")
         if case.op == "conv2d":
             choice = k.resolve_conv2d(t["input"], t["weight"], t.get("bias"), case.geom, algorithm=algorithm,
                                       config=config, input_precision=input_precision(dtype))
@@ -181,9 +210,16 @@ class TritonBackend(Backend):
             info = {"config": choice.config_name, "config_from": choice.config_from}
             if choice.tuning_s:
                 info["tuning_s"] = choice.tuning_s
-        fn = getattr(k, case.op, None)
-        if fn is None:
-            raise NotImplementedError(f"kernels.{case.op} does not exist yet")
+            # kernel-only timing: the one-time work (checks, allocation, weight layout, filter
+            # transforms) happens here, once, and is timed apart; run() only launches kernels
+            sync = _sync(self.device)
+            sync()
+            t0 = time.perf_counter()
+            plan = ops.call(_Planner(k), case, t, **extra)
+            sync()
+            info.update(setup_ms=(time.perf_counter() - t0) * 1e3, launches=len(plan.launches))
+            return Prepared(plan.run, _to_numpy, info=info, inputs=t,
+                            end_to_end=lambda: ops.call(k, case, t, **extra))
         return Prepared(lambda: ops.call(k, case, t, **extra), _to_numpy, info=info, inputs=t)
 
     def workspace_bytes(self, case, algorithm, dtype):
@@ -224,7 +260,11 @@ class TorchBackend(Backend):
     dtypes = ("fp32", "tf32", "fp16", "bf16", "fp64")
 
     def __init__(self, device: str | None = None):
-        self.device = device or ("cuda" if cuda_available() else "cpu")
+        """``device``: "cuda" or "cpu"; default ``$CONVBENCH_TORCH_DEVICE``, else the GPU when present."""
+        device = device or os.environ.get(TORCH_DEVICE_ENV) or ("cuda" if cuda_available() else "cpu")
+        if device not in ("cuda", "cpu"):
+            raise ValueError(f"{TORCH_DEVICE_ENV} / device must be 'cuda' or 'cpu', got {device!r}")
+        self.device = device
 
     def algorithms(self, op: str) -> tuple[str, ...]:
         return (VENDOR,)
