@@ -31,7 +31,8 @@ from .common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 #: every subcommand module, in help order (``listing`` is ``convbench list``: a submodule named
 #: ``list`` would shadow the builtin in this package's namespace)
 COMMAND_MODULES = ("convbench.cli.run", "convbench.cli.listing", "convbench.cli.report", "convbench.cli.tune",
-                   "convbench.cli.static", "convbench.cli.compare", "convbench.cli.calibrate")
+                   "convbench.cli.static", "convbench.cli.compare", "convbench.cli.calibrate",
+                   "convbench.cli.gpu_check")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,8 +61,8 @@ def static_pruner(algo, geom, x, weight, bias, precision: str, target: str):
     """
     # lazily, like every kernels import of the suites: TRITON_INTERPRET must be decided first
     from convbench import kernels
-    from convbench.kernels.conv import im2col, implicit_gemm
-    from convbench.suites import static
+    from convbench.kernels.conv import im2col, implicit_gemm  # lazily, as above
+    from convbench.suites import static  # lazily: the static analysis only when tuning prunes
 
     family = f"conv.{algo.name.split('_')[0]}"
     other_specs = [] if algo.name in ("implicit_gemm", "im2col") else \
@@ -104,7 +104,7 @@ def tune_cell(cell: Cell, tensors: dict, rule: StopRule, *, force: bool = False)
     """Tune one Triton conv2d cell (``tensors`` on the cell's device, in its layout)."""
     # lazily: TRITON_INTERPRET must be decided first
     from convbench import kernels
-    from convbench.kernels import conv
+    from convbench.kernels import conv  # lazily, as above
 
     x, w, b = tensors["input"], tensors["weight"], tensors.get("bias")
     precision = input_precision(cell.dtype)

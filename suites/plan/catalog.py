@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import functools
+from dataclasses import replace
 from pathlib import Path
 
 from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry, NormGeometry, PoolGeometry
@@ -182,8 +183,27 @@ def _norm() -> tuple[Case, ...]:
     )
 
 
+def _pick(suite: str, labels: tuple[str, ...]) -> tuple[Case, ...]:
+    by_label = {c.label: c for c in csv_cases(CSV_SUITES[suite][0])}
+    return tuple(replace(by_label[label], label=f"{suite}.{label}") for label in labels)
+
+
+def _gpu() -> tuple[Case, ...]:
+    """One layer of each kind at its real size (batch 32): what a first GPU run should cover."""
+    return (
+        _pick("resnet50", ("conv1", "l2.3x3", "l3.1x1a", "l4.3x3"))
+        + _pick("vgg16", ("conv4",))
+        + _pick("mobilenet_v2", ("b3.dw", "b2.pw-proj"))
+        + tuple(c for c in _pool() if c.label in ("resnet50.maxpool 3x3/2", "resnet50.avgpool"))
+        + tuple(c for c in _norm() if c.label in ("resnet50.layer1 bn3 (eval)", "resnet50.layer1 bn3 (train)",
+                                                  "resnet50-gn.layer1"))
+    )
+
+
 _BUILT_IN = {
     "quick": ("CPU-sized: every convolution algorithm, transposed convolution, pooling and normalization once", _quick),
+    "gpu": ("GPU-sized (the default on a GPU): ResNet-50 stem/3x3/1x1, VGG-16 3x3, MobileNetV2 depthwise and "
+            "projection, pools and norms at batch 32", _gpu),
     "seed": ("one case per variant of a CNN course (valid, same, strided, dilated, 1x1, ...)", _seed),
     "transposed": ("DCGAN generator and U-Net decoder transposed convolutions", _transposed),
     "pool": ("pooling layers of ResNet-50, GoogLeNet, VGG-16, Inception-v3, MobileNetV2", _pool),
@@ -191,9 +211,18 @@ _BUILT_IN = {
 }
 
 #: every suite name, in the order `convbench list` shows them
-SUITE_NAMES = ("quick", "seed", "resnet50", "vgg16", "mobilenet_v2", "efficientnet_b0", "deepbench",
+SUITE_NAMES = ("quick", "gpu", "seed", "resnet50", "vgg16", "mobilenet_v2", "efficientnet_b0", "deepbench",
                "dilated", "transposed", "pool", "norm")
 DEFAULT_SUITE = "quick"
+#: the default on a machine with a CUDA GPU (see :func:`default_suite`)
+DEFAULT_GPU_SUITE = "gpu"
+
+
+def default_suite() -> str:
+    """``gpu`` where a CUDA GPU is present, else the CPU-sized ``quick``."""
+    from convbench.runtime import cuda_available  # the one device probe (torch, imported on demand)
+
+    return DEFAULT_GPU_SUITE if cuda_available() else DEFAULT_SUITE
 
 
 def get_suite(name: str) -> Suite:

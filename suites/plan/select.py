@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from . import backends as B
-from .catalog import DEFAULT_SUITE, SUITE_NAMES, get_suite
+from .catalog import SUITE_NAMES, default_suite, get_suite
 from .cells import Cell, build_cells
 from .shapes import OPS, Suite, scale_suite
 
@@ -60,7 +60,7 @@ def select_cells(suites: Sequence[str] | None = None, backends: Sequence[str] | 
     machine is an error (``False``: its cells are kept, and skip with the reason when run).
     ``require_cells``: an empty selection is an error (``False``: an empty list).
     """
-    suite_names = list(suites or [DEFAULT_SUITE])
+    suite_names = list(suites or [default_suite()])
     backend_names = list(backends or B.default_backends())
     check_names(suite_names, backend_names, ops=ops, dtypes=dtypes, layouts=layouts)
     if batch is not None and batch <= 0:
