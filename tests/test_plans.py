@@ -84,3 +84,18 @@ def test_plan_conv2d_reuses_its_output_and_refuses_forms_it_cannot_plan():
         kernels.plan_conv2d(torch.randn(0, 4, 5, 5), w)
     with pytest.raises(ValueError, match="input"):
         kernels.plan_conv2d(torch.randn(4, 5, 5), w)
+
+
+def test_precompile_builds_each_distinct_launch_once_and_compiles_it():
+    """The GPU run's head start, on the CPU: the specs of the GEMM-family cells (one per distinct
+    launch, both kernels of im2col) compile for sm_90 in worker processes without errors."""
+    from convbench.suites.measure.precompile import cell_specs, precompile
+    from convbench.suites.plan.cells import Cell
+
+    case = Case("conv2d", ConvGeometry(2, 3, 16, 16, 16, 7, 7, stride=(2, 2), padding=(3, 3, 3, 3)), label="stem")
+    cells = [Cell("s", case, algorithm, "triton", dtype, "nhwc")
+             for algorithm in ("implicit_gemm", "im2col", "direct") for dtype in ("fp16", "fp16", "bf16")]
+    specs = cell_specs(cells)
+    assert len(specs) == 2 * 3  # 2 dtypes x (1 implicit_gemm + 2 im2col) launches; direct is not rebuilt
+    summary = precompile(cells, "sm_90", jobs=2)
+    assert summary["specs"] == 6 and summary["errors"] == 0

@@ -62,6 +62,8 @@ class RunOptions:
     processes: int | None = None
     #: tune Triton conv2d cells before timing them (``convbench run --tune``; GPU only)
     tune: bool = False
+    #: GPU: compile the GEMM-family launches in parallel before the cells run (:mod:`.precompile`)
+    precompile: bool = True
 
     def __post_init__(self) -> None:
         if self.rounds is not None and self.rounds < 1:
@@ -214,6 +216,18 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
     return rec
 
 
+def _precompile(cells) -> dict:
+    """Best effort (see :mod:`.precompile`): a failure here costs only the head start."""
+    import torch  # lazily: GPU runs only
+
+    from .precompile import precompile  # lazily: GPU runs only
+    try:
+        major, minor = torch.cuda.get_device_capability()
+        return precompile(list(cells), f"sm_{major}{minor}")
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def _e2e_rule(rule: StopRule) -> StopRule:
     """A short stopping rule for the end-to-end column (a quarter of the cell's budget)."""
     return StopRule(min_samples=min(rule.min_samples, 5), max_samples=max(min(rule.max_samples, 200), 5),
@@ -291,6 +305,8 @@ def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore 
         env["run"]["resumed_rounds"] = {r.key: r.rounds for _, r in timed}
     for _, r in timed:
         r.rounds_requested = rounds
+    if device == "cuda" and options.precompile and not options.tune:
+        env["run"]["precompiled"] = _precompile(todo)
     first = replace(options, rule=round_rule(options.rule, rounds))
     bar = Progress(len(todo), enabled=options.progress)
     interrupted = False
@@ -319,6 +335,12 @@ def run(cells: Sequence[Cell], backends: dict[str, Backend], store: ResultStore 
     finally:
         bar.close()
     metrics.finalize(records, peaks, seed=options.seed)
+    flag_sets: dict[str, int] = {}
+    for r in records:
+        if r.flags:
+            text = ",".join(f"{k}={v}" for k, v in sorted(r.flags.items()))
+            flag_sets[text] = flag_sets.get(text, 0) + 1
+    env["run"]["cell_flags"] = flag_sets  # the torch flags the cells ran with (each record has its own)
     wall = time.perf_counter() - t0
     env["run"].update(interrupted=interrupted, wall_s=round(wall, 3))
     if store is not None:
