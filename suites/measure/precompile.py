@@ -22,8 +22,8 @@ def cell_specs(cells) -> list:
     # lazily: TRITON_INTERPRET must be decided before convbench.kernels is imported
     import torch
 
-    from convbench.kernels import conv
-    from convbench.kernels.conv import im2col, implicit_gemm
+    from convbench.kernels import conv  # lazily, as torch above
+    from convbench.kernels.conv import im2col, implicit_gemm  # lazily, as torch above
 
     specs, seen = [], set()
     for cell in cells:
