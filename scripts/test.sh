@@ -4,11 +4,15 @@
 # 1. scripts/static_gate.sh compiles every Triton kernel config for sm_80 and sm_90 on the CPU
 #    and compares registers/spills/shared memory/tensor-core use with reports/static/.
 #    It runs first so tests/test_static.py finds every compile in the result cache.
-# 2. pytest over tests/ (Triton kernels under TRITON_INTERPRET=1, set in tests/conftest.py).
+# 2. pytest over tests/ (with the optional Ray extra installed first, requirements-ray.txt) (Triton kernels under TRITON_INTERPRET=1, set in tests/conftest.py).
 # The exit status is non-zero when either step fails; pytest's summary is the last output.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit $?
+# the optional Ray extra, so that the --executor ray tests run (pinned; installs from local disk)
+if ! .venv/bin/python -c "import ray" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt || exit $?
+fi
 gate=0
 ./scripts/static_gate.sh || gate=$?
 .venv/bin/python -m pytest -q -n 2 "$@"

@@ -42,6 +42,16 @@ def register(sub) -> None:
                      help="only cases whose shape or layer name contains TEXT")
     sel.add_argument("--batch", type=int, help="override every case's batch size")
     sel.add_argument("--scale", type=float, default=1.0, help="shrink spatial size, channels and batch by this factor")
+    sel.add_argument("--gpus", metavar="all|0,2,5",
+                     help="one worker process per GPU (indices among the visible devices), cells handed out as "
+                          "workers free up, every cell timed alone on its device")
+    sel.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local: this process (and --gpus workers); ray: one Ray task per cell on a cluster "
+                          "(pip install 'convbench[ray]')")
+    sel.add_argument("--address", help="the Ray cluster to join with --executor ray (default: start a local one)")
+    sel.add_argument("--shard", metavar="I/N",
+                     help="run shard I of N (1-based) of the selection: a cell's shard depends only on its key; "
+                          "also from $CONVBENCH_SHARD or a Slurm array job; join the folders with `convbench merge`")
     tim = p.add_argument_group("timing")
     tim.add_argument("--min-samples", type=int, default=10, help="samples before the stopping rule may stop")
     tim.add_argument("--max-samples", type=int, default=2000, help="hard cap on samples per cell")
@@ -127,7 +137,10 @@ def run_command(args) -> int:
     from convbench.suites.measure.records import ResultStore
     from convbench.suites.measure.runner import RunOptions, run
     from convbench.suites.measure.stats import StopRule
+    from convbench.suites.measure.merge import write_selection
+    from convbench.suites.measure.parallel import device_list
     from convbench.suites.plan.select import check_names, select_cells
+    from convbench.suites.plan.shard import fingerprint, parse_shard, select_shard, shard_costs, shard_from_env
 
     try:
         check_names(args.suite, args.backends, ops=args.ops, dtypes=args.dtypes, layouts=args.layouts)
@@ -142,6 +155,13 @@ def run_command(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     cells, backends, suites = selection.cells, selection.backends, selection.suites
+    full_cells = cells
+    try:
+        shard = parse_shard(args.shard) if args.shard else shard_from_env()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if shard is not None:
+        cells = select_shard(full_cells, shard)
     on_gpu = any(b.device == "cuda" for b in backends.values())
     max_time = args.max_time if args.max_time is not None else (1.0 if on_gpu else 0.3)
     rule = StopRule(args.min_samples, args.max_samples, args.noise, args.min_time, max_time)
@@ -158,12 +178,44 @@ def run_command(args) -> int:
             "suites": [s.name for s in suites], "backends": list(backends), "scale": args.scale,
             "batch": args.batch, "stop_rule": dataclasses.asdict(rule), "graph": args.graph,
             "flush_l2": not args.no_flush, "rounds": args.rounds, "processes": args.processes,
-            "tune": args.tune}
+            "tune": args.tune,
+            "selection": {"fingerprint": fingerprint(full_cells), "cells": len(full_cells)}}
+    if shard is not None:
+        info["shard"] = {"index": shard.index, "count": shard.count, "source": shard.source,
+                         "cost_per_shard": [round(c, 6) for c in shard_costs(full_cells, shard.count)]}
+        if not args.quiet:
+            print(f"convbench run: shard {shard} ({shard.source}): {len(cells)} of {len(full_cells)} cells",
+                  file=sys.stderr)
+    write_selection(out_dir, [c.key for c in full_cells], info["selection"]["fingerprint"])
     if args.tune and not on_gpu:
         print("convbench run --tune: not tuned: no GPU (Triton runs in the CPU interpreter); "
               "Triton cells use their heuristic configs", file=sys.stderr)
         warnings.filterwarnings("ignore", message="config='tune'")  # said once, just above
-    result = run(cells, backends, store, options=options, resume=args.resume, run_info=info)
+    devices = None
+    if args.gpus:
+        import os  # for the caller's CUDA_VISIBLE_DEVICES
+
+        import torch  # lazily: only for --gpus
+
+        if not torch.cuda.is_available():
+            raise UsageError("--gpus needs CUDA devices; this machine has none")
+        try:
+            devices = device_list(args.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        info["gpus"] = devices
+    if args.executor == "ray":
+        if devices:
+            raise UsageError("--gpus and --executor ray do not combine (Ray places the cells on the GPUs itself)")
+        import importlib.util  # to ask whether the optional extra is installed, without importing it
+
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--executor ray needs Ray: pip install 'convbench[ray]' (or ray==2.60.0)")
+        info.update(executor="ray", ray_address=args.address)
+    elif args.address:
+        raise UsageError("--address is for --executor ray")
+    result = run(cells, backends, store, options=options, resume=args.resume, run_info=info, devices=devices,
+                 executor=args.executor, address=args.address)
     if not args.no_report:
         report = write_report(out_dir, result.records, result.env, with_plots=not args.no_plots)
         if not args.quiet:

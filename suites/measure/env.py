@@ -134,6 +134,7 @@ def collect(device: str) -> dict:
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+        "convbench": _version("convbench"),
         "torch": torch.__version__,
         "triton": _version("triton"),
         "numpy": _version("numpy"),
