@@ -7,33 +7,18 @@ a worker that dies costs its cell (an error naming the device) and is restarted.
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from convbench.suites.measure import parallel, runner
 from convbench.suites.measure.records import ResultStore
 from convbench.suites.measure.stats import StopRule
-from convbench.suites.plan import backends as B
 from convbench.suites.plan.select import select_cells
+from tests._dying import DiesOnce
 
 pytestmark = pytest.mark.usefixtures("cpu_torch")
 OPTIONS = runner.RunOptions(rule=StopRule(min_samples=3, max_samples=20, max_time_s=0.03), measure_peaks=False,
                             progress=False, threads=1, rounds=2, processes=1)
-
-
-class DiesOnce(B.TorchBackend):
-    """The torch baseline on the CPU, except that the worker running the 1x1 case the first time dies."""
-
-    def __init__(self, marker: str):
-        super().__init__("cpu")
-        self.marker = marker
-
-    def prepare(self, case, algorithm, dtype, layout, tensors):
-        if "1x1" in case.shape and not os.path.exists(self.marker):
-            open(self.marker, "w").close()
-            os._exit(3)
-        return super().prepare(case, algorithm, dtype, layout, tensors)
 
 
 def test_device_list_follows_the_callers_visible_devices():

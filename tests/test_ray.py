@@ -12,32 +12,18 @@ ray = pytest.importorskip("ray", reason="the optional Ray extra is not installed
 from convbench.suites.measure import runner  # noqa: E402
 from convbench.suites.measure.records import ResultStore  # noqa: E402
 from convbench.suites.measure.stats import StopRule  # noqa: E402
-from convbench.suites.plan import backends as B  # noqa: E402
 from convbench.suites.plan.select import select_cells  # noqa: E402
+from tests._dying import DiesOnce  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("cpu_torch")
 OPTIONS = runner.RunOptions(rule=StopRule(min_samples=3, max_samples=20, max_time_s=0.03), measure_peaks=False,
                             progress=False, threads=1, rounds=2, processes=1)
 
 
-class KilledOnce(B.TorchBackend):
-    """The torch baseline, except that the worker running the 1x1 case the first time is killed."""
-
-    def __init__(self, marker: str):
-        super().__init__("cpu")
-        self.marker = marker
-
-    def prepare(self, case, algorithm, dtype, layout, tensors):
-        if "1x1" in case.shape and not os.path.exists(self.marker):
-            open(self.marker, "w").close()
-            os._exit(9)
-        return super().prepare(case, algorithm, dtype, layout, tensors)
-
-
 @pytest.fixture(scope="module")
 def local_ray():
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    here = os.path.dirname(os.path.abspath(__file__))  # workers import this module (KilledOnce) by name
+    here = os.path.dirname(os.path.abspath(__file__))  # workers import tests/_dying.py by name
     path = os.pathsep.join([here, os.path.dirname(here), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"CONVBENCH_TORCH_DEVICE": "cpu", "PYTHONPATH": path}})
@@ -58,7 +44,7 @@ def test_ray_run_has_the_cells_of_a_plain_run(local_ray, tmp_path):
 
 def test_a_killed_worker_costs_at_most_its_cell(local_ray, tmp_path):
     sel = select_cells(["quick"], ["torch"], ops=["conv2d"])
-    backends = {"torch": KilledOnce(str(tmp_path / "killed"))}
+    backends = {"torch": DiesOnce(str(tmp_path / "killed"), exit_code=9)}
     res = runner.run(sel.cells, backends, ResultStore(tmp_path / "r"), options=OPTIONS, executor="ray")
     assert (tmp_path / "killed").exists(), [(r.shape, r.status, r.message[:300]) for r in res.records]  # a worker died
     assert sorted(r.key for r in res.records) == sorted(c.key for c in sel.cells)

@@ -249,3 +249,22 @@ def test_configs_by_name_and_object_and_clear_errors():
     with pytest.raises(ValueError, match="algorithm must be"):
         kernels.conv_configs("winograd")
     assert kernels.conv_configs("phase") == kernels.conv.transpose.CONFIGS
+
+
+def test_static_pruner_compiles_the_candidates_launch_for_the_target():
+    """The pruning of `convbench tune` without a GPU: each candidate's launch for this very problem
+    is compiled for sm_90; the heuristic config passes, a tile whose pipeline needs more shared
+    memory than sm_90 has is dropped with the reason.  (A 1x1: its GEMM loop is software-pipelined,
+    so num_stages sets the shared memory; the stem's masked gather is not pipelined by Triton.)"""
+    from convbench.kernels.conv import _gemm
+    from convbench.suites.measure.tune import static_pruner
+
+    geom = ConvGeometry(2, 128, 8, 8, 128, 1, 1)
+    x, w = _tensors(geom, torch.float16)
+    x = x.contiguous(memory_format=torch.channels_last)
+    algo = conv.BY_NAME["implicit_gemm"]
+    prune = static_pruner(algo, geom, x, w, None, "ieee", "sm_90")
+    assert prune(algo.default_config(geom, torch.float16, True)) is None
+    huge = _gemm.GemmConfig(128, 128, 64, 8, 8)  # 8 stages x 32 KB = 257 KB: over sm_90's 227 KB
+    reason = prune(huge)
+    assert reason is not None and "shared memory" in reason and "sm_90" in reason, reason

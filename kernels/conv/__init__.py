@@ -268,6 +268,32 @@ def runner(algo: ConvAlgorithm, x, weight, bias, geom: ConvGeometry, input_preci
     return ConvPlan(algo.name, getattr(config, "name", "heuristic"), launches, _).run
 
 
+#: the algorithms whose launches :func:`meta_launches` rebuilds (their kernels are ``_gemm.Launch`` objects)
+LAUNCH_ALGORITHMS = ("implicit_gemm", "im2col")
+
+
+def meta_launches(algorithm: str, geom: ConvGeometry, dtype: torch.dtype, layout: str,
+                  input_precision: str = "ieee", config=None) -> list:
+    """The kernel launches (:class:`_gemm.Launch`) a GEMM-family conv2d of ``geom`` makes, built
+    on meta tensors (nothing is allocated or run): what the static analysis compiles for a cell's
+    exact specialisation (precompiling, tuning's pruning, the static-vs-measured table).
+    ``config``: a config, its name, or None (the heuristic's); ``layout``: "nchw" or "nhwc"."""
+    if algorithm not in LAUNCH_ALGORITHMS:
+        raise ValueError(f"meta_launches rebuilds {LAUNCH_ALGORITHMS}, not {algorithm!r}")
+    algo = BY_NAME[algorithm]
+    if config is None:
+        config = algo.default_config(geom, dtype, layout == "nhwc")
+    elif isinstance(config, str):
+        config = config_by_name(algo, config, dtype)
+    fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+    x = torch.empty(geom.input_shape, dtype=dtype, device="meta").contiguous(memory_format=fmt)
+    w = torch.empty(geom.weight_shape, dtype=dtype, device="meta")
+    b = torch.empty(geom.k, dtype=dtype, device="meta")
+    if algorithm == "implicit_gemm":
+        return [implicit_gemm._plan_unchecked(x, w, b, geom, input_precision, config)[0]]
+    return list(im2col._plan_unchecked(x, w, b, geom, input_precision, config)[:2])
+
+
 def tune_conv2d(x, weight, bias, geom: ConvGeometry, algorithm: str, *, input_precision: str = "ieee",
                 timer: tuning.Timer, prune: tuning.Pruner | None = None,
                 cache: tuning.TuneCache | None = None) -> tuning.TuneResult:

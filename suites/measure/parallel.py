@@ -25,7 +25,7 @@ from .env import configure_threads
 from .inputs import InputCache
 from .progress import Progress
 from .records import Record
-from .rounds import default_rounds, round_rule, run_rounds
+from .rounds import Worker, default_rounds, round_rule, run_rounds
 
 MAX_RESTARTS = 2
 
@@ -76,7 +76,9 @@ def _serve(conn, options, backends, rounds: int) -> None:
             return
 
 
-class DeviceWorker:
+class DeviceWorker(Worker):
+    """One device's worker process and its pipe (``close`` as the rounds' workers)."""
+
     def __init__(self, device: str, options, backends: dict, rounds: int, target=_serve):
         self.device, self.cell = device, None
         ctx = multiprocessing.get_context("spawn")
@@ -97,17 +99,6 @@ class DeviceWorker:
     def give(self, cell) -> None:
         self.cell = cell
         self.conn.send(cell)
-
-    def close(self) -> None:
-        try:
-            self.conn.send(None)
-        except (BrokenPipeError, OSError):
-            pass
-        self.proc.join(timeout=10)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(timeout=5)
-        self.conn.close()
 
 
 def _died(cell, backend, device: str, exitcode) -> Record:

@@ -15,36 +15,21 @@ from __future__ import annotations
 import os
 import time
 
+from ..plan.backends import input_precision, torch_dtype
 from ..plan.cells import Cell
 
 
 def cell_specs(cells) -> list:
     # lazily: TRITON_INTERPRET must be decided before convbench.kernels is imported
-    import torch
-
-    from convbench.kernels import conv  # lazily, as torch above
-    from convbench.kernels.conv import im2col, implicit_gemm  # lazily, as torch above
+    from convbench.kernels import conv
 
     specs, seen = [], set()
     for cell in cells:
-        if cell.op != "conv2d" or cell.backend != "triton" or cell.algorithm not in ("implicit_gemm", "im2col"):
+        if cell.op != "conv2d" or cell.backend != "triton" or cell.algorithm not in conv.LAUNCH_ALGORITHMS \
+                or cell.dtype not in ("fp32", "tf32", "fp16", "bf16"):
             continue
-        geom = cell.case.geom
-        dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
-                 "bf16": torch.bfloat16}.get(cell.dtype)
-        if dtype is None:
-            continue
-        precision = "tf32" if cell.dtype == "tf32" else "ieee"
-        fmt = torch.channels_last if cell.layout == "nhwc" else torch.contiguous_format
-        x = torch.empty(geom.input_shape, dtype=dtype, device="meta").contiguous(memory_format=fmt)
-        w = torch.empty(geom.weight_shape, dtype=dtype, device="meta")
-        b = torch.empty(geom.k, dtype=dtype, device="meta")
-        algo = conv.BY_NAME[cell.algorithm]
-        cfg = algo.default_config(geom, dtype, cell.layout == "nhwc")
-        if cell.algorithm == "implicit_gemm":
-            launches = [implicit_gemm._plan_unchecked(x, w, b, geom, precision, cfg)[0]]
-        else:
-            launches = list(im2col._plan_unchecked(x, w, b, geom, precision, cfg)[:2])
+        launches = conv.meta_launches(cell.algorithm, cell.case.geom, torch_dtype(cell.dtype), cell.layout,
+                                      input_precision(cell.dtype))
         for i, run in enumerate(launches):
             spec = run.static_spec(f"precompile/{cell.key}/{i}", default=False, expect_tensor_cores=False)
             ident = (spec.fn, tuple(sorted(spec.signature.items())), tuple(sorted(spec.constexprs.items())),

@@ -61,27 +61,18 @@ def static_pruner(algo, geom, x, weight, bias, precision: str, target: str):
     """
     # lazily, like every kernels import of the suites: TRITON_INTERPRET must be decided first
     from convbench import kernels
-    from convbench.kernels.conv import im2col, implicit_gemm  # lazily, as above
+    from convbench.kernels import conv, tuning  # lazily, as above
     from convbench.suites import static  # lazily: the static analysis only when tuning prunes
 
     family = f"conv.{algo.name.split('_')[0]}"
-    other_specs = [] if algo.name in ("implicit_gemm", "im2col") else \
+    other_specs = [] if algo.name in conv.LAUNCH_ALGORITHMS else \
         [s for s in kernels.static_specs() if s.name.startswith(family)]
 
-    def meta(t):
-        if t is None:
-            return None
-        fmt = torch.channels_last if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
-            and not t.is_contiguous() else torch.contiguous_format
-        return torch.empty(t.shape, dtype=t.dtype, device="meta").contiguous(memory_format=fmt)
+    layout = tuning.layout_of(x)
 
     def prune(cfg) -> str | None:
-        if algo.name == "implicit_gemm":
-            launches = [implicit_gemm._plan_unchecked(meta(x), meta(weight), meta(bias), geom, precision, cfg)[0]]
-        elif algo.name == "im2col":
-            launches = list(im2col._plan_unchecked(meta(x), meta(weight), meta(bias), geom, precision, cfg)[:2])
-        else:
-            launches = None
+        launches = conv.meta_launches(algo.name, geom, x.dtype, layout, precision, cfg) \
+            if algo.name in conv.LAUNCH_ALGORITHMS else None
         if launches is not None:
             specs = [run.static_spec(f"tune/{algo.name}/{cfg.name}/{i}", default=False, expect_tensor_cores=False)
                      for i, run in enumerate(launches)]

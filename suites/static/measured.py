@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..plan.backends import input_precision, torch_dtype
 from .analysis import analyse
 
 GEMM_FAMILY = ("implicit_gemm", "im2col")
@@ -40,23 +41,10 @@ def _geometry(record):
 
 def _launches(record, geom):
     # lazily: TRITON_INTERPRET must be decided before convbench.kernels is imported
-    import torch
+    from convbench.kernels import conv
 
-    from convbench.kernels import conv  # lazily, as torch above
-    from convbench.kernels.conv import im2col, implicit_gemm  # lazily, as torch above
-
-    dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[record.dtype]
-    precision = "tf32" if record.dtype == "tf32" else "ieee"
-    fmt = torch.channels_last if record.layout == "nhwc" else torch.contiguous_format
-    x = torch.empty(geom.input_shape, dtype=dtype, device="meta").contiguous(memory_format=fmt)
-    w = torch.empty(geom.weight_shape, dtype=dtype, device="meta")
-    b = torch.empty(geom.k, dtype=dtype, device="meta")
-    algo = conv.BY_NAME[record.algorithm]
-    cfg = conv.config_by_name(algo, record.config, dtype) if record.config else \
-        algo.default_config(geom, dtype, record.layout == "nhwc")
-    if record.algorithm == "implicit_gemm":
-        return [implicit_gemm._plan_unchecked(x, w, b, geom, precision, cfg)[0]]
-    return list(im2col._plan_unchecked(x, w, b, geom, precision, cfg)[:2])
+    return conv.meta_launches(record.algorithm, geom, torch_dtype(record.dtype), record.layout,
+                              input_precision(record.dtype), record.config or None)
 
 
 def _stand_in_specs(record):
