@@ -264,8 +264,8 @@ def candidates(algo: ConvAlgorithm, geom: ConvGeometry, dtype: torch.dtype) -> l
 def runner(algo: ConvAlgorithm, x, weight, bias, geom: ConvGeometry, input_precision: str, config):
     """A zero-argument callable running only the kernel launches of ``algo`` with ``config``:
     planned once (validation, allocation, weight layout, filter transforms), outside any timing."""
-    launches, _ = algo.plan(x, weight, bias, geom, input_precision=input_precision, config=config)
-    return ConvPlan(algo.name, getattr(config, "name", "heuristic"), launches, _).run
+    launches, out = algo.plan(x, weight, bias, geom, input_precision=input_precision, config=config)
+    return ConvPlan(algo.name, getattr(config, "name", "heuristic"), tuple(launches), out).run
 
 
 #: the algorithms whose launches :func:`meta_launches` rebuilds (their kernels are ``_gemm.Launch`` objects)

@@ -161,7 +161,6 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
         if not backend.timed:
             rec.timing_note = "not measured: Triton interpreter (correctness only)"
             return rec
-        prepared.setup()
         m = measure(prepared.run, backend.device, options.rule, flush_l2=options.flush_l2,
                     graph=bool(options.graph))
         if options.graph is None and backend.device == "cuda" and m.timer == "cuda-events" and m.samples_ms \
