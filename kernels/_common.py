@@ -134,3 +134,9 @@ def empty_output(shape, like: torch.Tensor, *, dtype=None, memory_format=None) -
 def needs_int64(*tensors: torch.Tensor) -> bool:
     """Whether element offsets into any of these tensors can pass 2**31 - 1."""
     return any(t is not None and t.numel() >= 2**31 - 1 for t in tensors)
+
+
+def needs_grad(*tensors) -> bool:
+    """Whether a launcher must go through its ``torch.autograd.Function``: grad mode is on and
+    some tensor argument requires a gradient (None and non-tensors are ignored)."""
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)

@@ -6,7 +6,7 @@ outside this package.
 """
 
 from .geometry import ConvGeometry, ConvTransposeGeometry, NormGeometry, PoolGeometry
-from .conv import conv1d, conv2d
+from .conv import conv1d, conv1d_input_grad, conv1d_weight_grad, conv2d, conv2d_input_grad, conv2d_weight_grad
 from .algorithms import *  # noqa: F401,F403  (names listed in algorithms.__all__)
 from .norm import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
@@ -14,5 +14,6 @@ from . import algorithms, norm, pool
 
 __all__ = [
     "ConvGeometry", "ConvTransposeGeometry", "PoolGeometry", "NormGeometry",
-    "conv2d", "conv1d", *algorithms.__all__, *pool.__all__, *norm.__all__,
+    "conv2d", "conv1d", "conv2d_input_grad", "conv2d_weight_grad", "conv1d_input_grad",
+    "conv1d_weight_grad", *algorithms.__all__, *pool.__all__, *norm.__all__,
 ]

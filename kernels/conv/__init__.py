@@ -29,7 +29,8 @@ import triton
 from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry
 
 from .. import _common, tuning
-from . import _fft_kernels, _gemm, _winograd_kernels, direct, fft, im2col, implicit_gemm, transpose, winograd
+from . import _fft_kernels, _gemm, _winograd_kernels, direct, fft, grad, im2col, implicit_gemm, transpose, wgrad, winograd
+from .grad import conv1d_input_grad, conv1d_weight_grad, conv2d_input_grad, conv2d_weight_grad
 
 @dataclass(frozen=True)
 class ConvAlgorithm:
@@ -432,11 +433,26 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         if algorithm != "auto":
             algorithm_for(algorithm, geom, input.dtype)
         k = geom.k if input.shape[1] else 0  # torch: no input channels, no output channels
-        return _common.empty_output((input.shape[0], k, geom.p, geom.q), input)
+        out = _common.empty_output((input.shape[0], k, geom.p, geom.q), input)
+        return _empty_with_grad(out, input, weight, bias)
     choice = resolve_conv2d(input, weight, bias, geom, algorithm=algorithm, config=config,
                             input_precision=input_precision)
-    return BY_NAME[choice.algorithm].launch(input, weight, bias, geom, input_precision=input_precision,
-                                            config=choice.config)
+    algo = BY_NAME[choice.algorithm]
+
+    def forward(x, w, b):
+        return algo.launch(x, w, b, geom, input_precision=input_precision, config=choice.config)
+
+    if _common.needs_grad(input, weight, bias):
+        return grad.Conv2dFunction.apply(input, weight, bias, geom, input_precision, forward)
+    return forward(input, weight, bias)
+
+
+def _empty_with_grad(out: torch.Tensor, *tensors) -> torch.Tensor:
+    """An empty result that still joins the graph: every gradient of an empty output is zero,
+    and autograd should say so rather than find no path (torch's behaviour)."""
+    if not _common.needs_grad(*tensors):
+        return out
+    return out + sum(t.sum() * 0 for t in tensors if t is not None)
 
 
 def plan_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -511,5 +527,22 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                 raise ValueError(f"config={config!r} is not a phase config; choose one of {list(named)}")
             config = named[config]
     if empty:
-        return _common.empty_output((0, geom.k, geom.p, geom.q), input)
-    return transpose.launch(input, weight, bias, geom, input_precision=input_precision, config=config)
+        return _empty_with_grad(_common.empty_output((0, geom.k, geom.p, geom.q), input), input, weight, bias)
+
+    def forward(x, w, b):
+        return transpose.launch(x, w, b, geom, input_precision=input_precision, config=config)
+
+    if _common.needs_grad(input, weight, bias):
+        return grad.ConvTranspose2dFunction.apply(input, weight, bias, geom, input_precision, forward,
+                                                  _conv2d_of(input_precision))
+    return forward(input, weight, bias)
+
+
+def _conv2d_of(input_precision: str) -> Callable:
+    """A validated-geometry conv2d with the ``auto`` algorithm (the input gradient of a
+    transposed convolution)."""
+    def run(x, weight, geom: ConvGeometry) -> torch.Tensor:
+        choice = resolve_conv2d(x, weight, None, geom, algorithm="auto", input_precision=input_precision)
+        return BY_NAME[choice.algorithm].launch(x, weight, None, geom, input_precision=input_precision,
+                                                config=choice.config)
+    return run

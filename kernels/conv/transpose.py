@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from convbench.reference.geometry import ConvTransposeGeometry
+from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry
 
 from .. import _common
 from .._static_spec import StaticSpec
@@ -80,7 +80,7 @@ FMA_CONFIGS: tuple[PhaseConfig, ...] = (
 CONFIGS = DOT_CONFIGS + FMA_CONFIGS
 
 
-def uses_dot(geom: ConvTransposeGeometry) -> bool:
+def uses_dot(geom: "ConvTransposeGeometry | PhaseProblem") -> bool:
     """``tl.dot`` needs every dimension >= 16: both C/g and K/g."""
     return geom.c_per_group >= 16 and geom.k_per_group >= 16
 
@@ -90,12 +90,12 @@ def configs(dtype: torch.dtype | None = None) -> tuple[PhaseConfig, ...]:
     return CONFIGS
 
 
-def configs_for(geom: ConvTransposeGeometry) -> tuple[PhaseConfig, ...]:
+def configs_for(geom: "ConvTransposeGeometry | PhaseProblem") -> tuple[PhaseConfig, ...]:
     """Every config that applies: the FMA path fits any geometry, ``tl.dot`` needs 16 x 16."""
     return CONFIGS if uses_dot(geom) else FMA_CONFIGS
 
 
-def default_config(geom: ConvTransposeGeometry, dtype: torch.dtype = torch.float16,
+def default_config(geom: "ConvTransposeGeometry | PhaseProblem", dtype: torch.dtype = torch.float16,
                    input_precision: str = "ieee") -> PhaseConfig:
     """Heuristic: ``tl.dot`` where it fits and buys tensor cores (fp16, bf16, tf32); the FMA
     path otherwise, including fp32 "ieee", where ``tl.dot`` is an FMA loop that needs far more
@@ -185,6 +185,62 @@ def _phase_kernel(
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=pix_ok[:, None] & k_ok[None, :])
 
 
+@dataclass(frozen=True)
+class PhaseProblem:
+    """A phase launch's sizes with the output size given rather than derived: the input
+    gradient of ``conv2d`` is a transposed convolution of the output gradient, but its output
+    (the input's H x W) is not a function of (P, padding, output_padding) when the forward's
+    padding is asymmetric ('same' with an even kernel) or the stride leaves rows unread.  Only the
+    top/left padding matters to the phase arithmetic (``oh = i*stride - pad + r*dil``)."""
+
+    n: int
+    h: int            # the phase launch's input: the conv's P x Q output gradient
+    w: int
+    c_per_group: int  # its input channels per group: the conv's K/g
+    k_per_group: int  # its output channels per group: the conv's C/g
+    p: int            # its output: the conv's H x W input
+    q: int
+    r: int
+    s: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    @property
+    def k(self) -> int:
+        return self.k_per_group * self.groups
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.k, self.p, self.q)
+
+    @classmethod
+    def input_grad_of(cls, geom: ConvGeometry) -> "PhaseProblem":
+        top, _, left, _ = geom.padding
+        return cls(geom.n, geom.p, geom.q, geom.k_per_group, geom.c_per_group, geom.h, geom.w, geom.r, geom.s,
+                   geom.stride, (top, left), geom.dilation, geom.groups)
+
+
+def launch_input_grad(dy, weight, geom: ConvGeometry, *, input_precision: str = "ieee",
+                      config: PhaseConfig | None = None) -> torch.Tensor:
+    """dgrad: the input gradient (N, C, H, W) of ``conv2d`` with geometry ``geom``, from the output
+    gradient ``dy`` (N, K, P, Q) and the forward weight (K, C/g, R, S), which is exactly the weight
+    of the transposed convolution.  The phase decomposition means a strided layer's gradient is
+    computed without zero insertion; output in ``dy``'s memory format."""
+    problem = PhaseProblem.input_grad_of(geom)
+    if config is None:
+        config = default_config(problem, dy.dtype, input_precision)
+    elif config not in configs_for(problem):
+        raise ValueError(f"config {config} does not apply to the input gradient of {geom}; choose one of "
+                         f"{[str(c) for c in configs_for(problem)]}")
+    dx = _common.empty_output(problem.output_shape, dy)
+    grid, args, meta = _launch_args(dy, weight, None, dx, problem, config, input_precision,
+                                    _common.needs_int64(dy, weight, dx))
+    _phase_kernel[grid](*args, **meta, num_warps=config.num_warps, num_stages=config.num_stages)
+    return dx
+
+
 def workspace_bytes(geom: ConvTransposeGeometry, itemsize: int) -> int:
     return 0
 
@@ -201,7 +257,7 @@ def _tap_arithmetic(stride: int, dil: int) -> tuple[int, int, int]:
     return g, step, (pow(dil // g, -1, step) if step > 1 else 0)
 
 
-def _launch_args(x, weight, bias, y, geom: ConvTransposeGeometry, config: PhaseConfig,
+def _launch_args(x, weight, bias, y, geom: "ConvTransposeGeometry | PhaseProblem", config: PhaseConfig,
                  input_precision: str, int64: bool):
     (sh, sw), (dh, dw), (pad_h, pad_w) = geom.stride, geom.dilation, geom.padding
     b = bias if bias is not None else y  # never read when HAS_BIAS is False
@@ -271,4 +327,30 @@ def static_specs() -> list[StaticSpec]:
                     constexprs=constexprs, num_warps=config.num_warps, num_stages=config.num_stages,
                     default=default,
                     expect_tensor_cores=config.use_dot, divisible_by_16=divisible))
+    # dgrad (the input gradient of conv2d) on ResNet-50's stride-2 3x3 and 1x1 layers, channels_last
+    for geom in _DGRAD_GEOMETRIES:
+        problem = PhaseProblem.input_grad_of(geom)
+        for dtype, tname in _TRITON_DTYPE.items():
+            precision = "tf32" if dtype == torch.float32 else "ieee"
+            dy = torch.empty((geom.n, geom.k, geom.p, geom.q), dtype=dtype, device="meta").to(
+                memory_format=torch.channels_last)
+            w = torch.empty(geom.weight_shape, dtype=dtype, device="meta")
+            dx = torch.empty(geom.input_shape, dtype=dtype, device="meta").to(memory_format=torch.channels_last)
+            config = default_config(problem, dtype, precision)
+            _, args, meta = _launch_args(dy, w, None, dx, problem, config, precision, False)
+            meta["DOT_UPCAST"] = False
+            signature, constexprs, divisible = spec_signature(_phase_kernel, args, meta)
+            label = "tf32" if precision == "tf32" else tname
+            specs.append(StaticSpec(
+                name=f"conv.dgrad/{label}/{geom.r}x{geom.s}s{geom.stride[0]}/{config}", fn=_phase_kernel,
+                signature=signature, constexprs=constexprs, num_warps=config.num_warps,
+                num_stages=config.num_stages, default=True, expect_tensor_cores=config.use_dot,
+                divisible_by_16=divisible))
     return specs
+
+
+#: the input gradients the dgrad specs compile: ResNet-50 layer2's stride-2 3x3 and its 1x1
+_DGRAD_GEOMETRIES = (
+    ConvGeometry(32, 128, 56, 56, 128, 3, 3, stride=(2, 2), padding=(1, 1, 1, 1)),
+    ConvGeometry(32, 512, 28, 28, 128, 1, 1),
+)
