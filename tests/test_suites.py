@@ -118,8 +118,10 @@ def test_cells_and_filters():
     assert len({c.key for c in cells}) == len(cells)
     assert all(c.dtype == "fp64" and c.layout == "nchw" for c in cells if c.backend == "numpy")
     n_conv = sum(c.op == "conv2d" for c in get_suite("quick").cases)
+    n_fwd = sum(c.op == "conv2d" and c.mode == "fwd" for c in get_suite("quick").cases)
     assert sum(c.backend == "torch" for c in cells) == 2 * n_conv  # fp32 and fp64 baselines
-    assert sum(c.backend == "numpy" for c in cells) == 5 * n_conv  # five reference algorithms
+    # five reference algorithms per forward case; one float64 reference per backward mode
+    assert sum(c.backend == "numpy" for c in cells) == 5 * n_fwd + (n_conv - n_fwd)
     only = build_cells(quick, backends, ops=["conv2d"], algorithms=["fft"], dtypes=["fp64"], layouts=["nchw"],
                        shapes=["1x1"])
     assert sorted(c.algorithm for c in only) == ["fft", "vendor"]  # the baseline stays

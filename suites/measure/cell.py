@@ -68,8 +68,9 @@ def algorithm_error_scale(algorithm: str) -> float:
     return float(entry.error_scale) if entry is not None else 1.0
 
 
-def cell_tolerance(cell: Cell) -> float:
-    """The tolerance model applied to one cell (see :mod:`.accuracy`)."""
+def cell_tolerance(cell: Cell, reduction_length: int | None = None) -> float:
+    """The tolerance model applied to one cell (see :mod:`.accuracy`); ``reduction_length``
+    overrides the case's (one output of a multi-output call)."""
     tdtype = torch_dtype(cell.dtype)
     scale = algorithm_error_scale(cell.algorithm) if cell.op == "conv2d" else 1.0
     operand = None
@@ -78,9 +79,33 @@ def cell_tolerance(cell: Cell) -> float:
     if low_precision and cell.op == "conv2d" and transformed:
         operand = tdtype  # transformed operands are stored in the input dtype
     accumulate = tdtype if cell.dtype == "fp64" else torch_dtype("fp32")
-    return accuracy.tolerance(tdtype, cell.case.reduction_length, algorithm_scale=scale,
+    length = cell.case.reduction_length if reduction_length is None else reduction_length
+    return accuracy.tolerance(tdtype, length, algorithm_scale=scale,
                               input_precision=input_precision(cell.dtype), operand_dtype=operand,
                               accumulate_dtype=accumulate)
+
+
+def _checked_images(out, images: int, cell: Cell):
+    """The images the reference covers: the first ``images`` of a per-image op's output."""
+    return out if images >= cell.case.geom.n else out[:images]
+
+
+def check_output(cell: Cell, actual, ref) -> accuracy.Check:
+    """One output against its reference; a multi-output call (a training step's y, dX, dW, db)
+    part by part, each with the tolerance of its own reduction, reporting the worst part."""
+    if not isinstance(ref, tuple):
+        return accuracy.check(actual, ref, cell_tolerance(cell), what=str(cell))
+    if not isinstance(actual, tuple) or len(actual) != len(ref):
+        nan = float("nan")
+        return accuracy.Check(nan, nan, nan, False, f"{cell}: expected {len(ref)} outputs, got "
+                                                    f"{len(actual) if isinstance(actual, tuple) else 1}")
+    names = ("y", "dX", "dW", "db")
+    checks = [accuracy.check(a, r, cell_tolerance(cell, length), what=f"{cell} {name}")
+              for a, r, length, name in zip(actual, ref, cell.case.reduction_lengths, names)]
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        return failed[0]
+    return max(checks, key=lambda c: c.max_rel / c.tol if c.tol else 0.0)
 
 
 @contextlib.contextmanager
@@ -104,7 +129,8 @@ def new_record(cell: Cell, backend: Backend) -> Record:
     geometry = {"type": type(case.geom).__name__,
                 **{k: getattr(case.geom, k) for k in case.geom.__dataclass_fields__}}
     return Record(suite=cell.suite, op=cell.op, algorithm=cell.algorithm, backend=cell.backend, shape=cell.shape,
-                  dtype=cell.dtype, layout=cell.layout, label=case.label, geometry=geometry, device=backend.device,
+                  dtype=cell.dtype, layout=cell.layout, label=case.label, mode=case.mode, geometry=geometry,
+                  device=backend.device,
                   flops=case.flops, min_bytes=case.min_bytes(ITEMSIZE[cell.dtype]))
 
 
@@ -144,8 +170,7 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
         rec.compile_ms = first_ms if backend.timed else None  # never interpreter seconds
         if isinstance(ref, Exception):
             raise RuntimeError(f"reference failed: {type(ref).__name__}: {ref}")
-        actual = prepared.to_numpy(out[:images])
-        check = accuracy.check(actual, ref, cell_tolerance(cell), what=str(cell))
+        check = check_output(cell, prepared.to_numpy(_checked_images(out, images, cell)), ref)
         rec.max_rel_err, rec.rms_rel_err = check.max_rel, check.rms_rel
         rec.tolerance, rec.passed = check.tol, check.passed
         if not check.passed:
@@ -207,7 +232,7 @@ def _second_input_set(cell: Cell, backend: Backend, cache: InputCache, options: 
     alias = guards.aliasing(out, prepared.inputs, previous=first_out)
     if alias:
         return alias
-    check = accuracy.check(prepared.to_numpy(out[:images]), ref, cell_tolerance(cell), what=str(cell))
+    check = check_output(cell, prepared.to_numpy(_checked_images(out, images, cell)), ref)
     if not check.passed:
         return f"cheat guard: wrong on a second input set (a cached or replayed result?): {check.message}"
     return None

@@ -25,7 +25,8 @@ def cell_specs(cells) -> list:
 
     specs, seen = [], set()
     for cell in cells:
-        if cell.op != "conv2d" or cell.backend != "triton" or cell.algorithm not in conv.LAUNCH_ALGORITHMS \
+        if cell.op != "conv2d" or cell.case.mode != "fwd" or cell.backend != "triton" \
+                or cell.algorithm not in conv.LAUNCH_ALGORITHMS \
                 or cell.dtype not in ("fp32", "tf32", "fp16", "bf16"):
             continue
         launches = conv.meta_launches(cell.algorithm, cell.case.geom, torch_dtype(cell.dtype), cell.layout,

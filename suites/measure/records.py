@@ -43,6 +43,8 @@ class Record:
     dtype: str
     layout: str
     label: str = ""
+    #: what a conv2d cell computes: fwd, dgrad, wgrad or fwd+bwd (convbench.suites.plan.shapes.MODES)
+    mode: str = "fwd"
     #: {"type": "ConvGeometry", "n": ..., ...} (tuples as lists)
     geometry: dict = field(default_factory=dict)
     device: str = ""

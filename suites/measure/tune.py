@@ -120,8 +120,10 @@ def tune_cell(cell: Cell, tensors: dict, rule: StopRule, *, force: bool = False)
 
 def cell_config(cell: Cell, tune: bool) -> str | None:
     """The ``config=`` a cell is prepared with: ``"tune"`` for Triton conv2d cells under
-    ``--tune`` (the cache :func:`tune_cell` filled), else None (the heuristic)."""
-    return "tune" if tune and cell.op == "conv2d" and cell.backend.startswith("triton") else None
+    ``--tune`` (the cache :func:`tune_cell` filled), else None (the heuristic).  A training
+    step's forward is tuned like a forward cell; dgrad and wgrad have no tuned configs yet."""
+    forward = cell.op == "conv2d" and cell.case.mode in ("fwd", "fwd+bwd")
+    return "tune" if tune and forward and cell.backend.startswith("triton") else None
 
 
 def prepare(backend, cell: Cell, tensors: dict, tune: bool):

@@ -106,6 +106,8 @@ def _sync(device: str):
 
 
 def _to_numpy(out) -> np.ndarray:
+    if isinstance(out, tuple):  # a training step's (y, dX, dW, db)
+        return tuple(_to_numpy(o) for o in out)
     if hasattr(out, "detach"):
         return out.detach().cpu().double().numpy()
     return np.asarray(out, dtype=np.float64)
@@ -141,6 +143,10 @@ class Backend:
 
     def algorithms(self, op: str) -> tuple[str, ...]:
         raise NotImplementedError
+
+    def algorithms_for(self, case: Case) -> tuple[str, ...]:
+        """The algorithms a case runs with here (by default: every algorithm of its op)."""
+        return self.algorithms(case.op)
 
     def unsupported(self, case: Case, algorithm: str, dtype: str, layout: str) -> str | None:
         """Why this cell does not apply (recorded as skipped), or None."""
@@ -181,10 +187,21 @@ class TritonBackend(Backend):
             return transpose
         return (DEFAULT_ALGORITHM,)
 
+    #: conv2d's backward modes run one kernel each: dgrad the phase kernel (a transposed
+    #: convolution of the gradient), wgrad the implicit GEMM over N*P*Q
+    BACKWARD_ALGORITHMS = {"dgrad": ("phase",), "wgrad": ("implicit_gemm",)}
+
+    def algorithms_for(self, case: Case) -> tuple[str, ...]:
+        if case.op == "conv2d" and case.mode in self.BACKWARD_ALGORITHMS:
+            return self.BACKWARD_ALGORITHMS[case.mode]
+        return self.algorithms(case.op)
+
     def _conv_entry(self, algorithm: str):
         return {a.name: a for a in _kernels().ALGORITHMS}[algorithm]
 
     def unsupported(self, case, algorithm, dtype, layout):
+        if case.op == "conv2d" and case.mode in self.BACKWARD_ALGORITHMS:
+            return None  # dgrad and wgrad take every geometry the forward takes
         if case.op == "conv2d":
             return self._conv_entry(algorithm).unsupported(case.geom, torch_dtype(dtype))
         if dtype == "tf32" and case.family in ("pool", "norm"):
@@ -202,6 +219,15 @@ class TritonBackend(Backend):
         fn = getattr(k, case.op, None)
         if fn is None:
             raise NotImplementedError(f"kernels.{case.op} does not exist yet")
+        if case.op == "conv2d" and case.mode in self.BACKWARD_ALGORITHMS:
+            extra = {"input_precision": input_precision(dtype)}
+            return Prepared(lambda: ops.call(k, case, t, **extra), _to_numpy, inputs=t)
+        if case.op == "conv2d" and case.mode == "fwd+bwd":  # the forward's algorithm and config, then autograd
+            choice = k.resolve_conv2d(t["input"], t["weight"], t.get("bias"), case.geom, algorithm=algorithm,
+                                      config=config, input_precision=input_precision(dtype))
+            extra.update(algorithm=choice.algorithm, config=choice.config if choice.config is not None else "heuristic")
+            info = {"config": choice.config_name, "config_from": choice.config_from}
+            return Prepared(lambda: ops.call(k, case, t, **extra), _to_numpy, info=info, inputs=t)
         if case.op == "conv2d":
             choice = k.resolve_conv2d(t["input"], t["weight"], t.get("bias"), case.geom, algorithm=algorithm,
                                       config=config, input_precision=input_precision(dtype))
@@ -223,12 +249,12 @@ class TritonBackend(Backend):
         return Prepared(lambda: ops.call(k, case, t, **extra), _to_numpy, info=info, inputs=t)
 
     def workspace_bytes(self, case, algorithm, dtype):
-        if case.op == "conv2d":
+        if case.op == "conv2d" and case.mode == "fwd":
             return int(self._conv_entry(algorithm).workspace_bytes(case.geom, ITEMSIZE[dtype]))
         return None
 
     def multiplies(self, case, algorithm):
-        if case.op == "conv2d":
+        if case.op == "conv2d" and case.mode == "fwd":
             return int(self._conv_entry(algorithm).multiplies(case.geom))
         return None
 
@@ -288,6 +314,9 @@ class TorchBackend(Backend):
                 torch.backends.cudnn.allow_tf32 = dtype == "tf32"
                 torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
 
+        if case.op == "conv2d" and case.mode != "fwd":  # cuDNN's dgrad / wgrad / autograd step
+            return Prepared(lambda: ops.call(ops.TORCH_GRAD, case, t), _to_numpy, setup, inputs=t)
+
         def run():
             with torch.no_grad():
                 return ops.call(F, case, t)
@@ -305,6 +334,11 @@ class NumpyBackend(Backend):
     def algorithms(self, op: str) -> tuple[str, ...]:
         return tuple(ops.REFERENCE_ALGORITHMS) if op == "conv2d" else ("direct",)
 
+    def algorithms_for(self, case: Case) -> tuple[str, ...]:
+        if case.mode != "fwd":  # one float64 reference of each gradient
+            return ("direct",)
+        return self.algorithms(case.op)
+
     def unsupported(self, case, algorithm, dtype, layout):
         g = case.geom
         if algorithm.startswith("winograd") and (
@@ -316,6 +350,8 @@ class NumpyBackend(Backend):
 
     def prepare(self, case, algorithm, dtype, layout, tensors):
         arrays = {k: (None if v is None else v.detach().double().numpy().copy()) for k, v in tensors.items()}
+        if case.op == "conv2d" and case.mode != "fwd":
+            return Prepared(lambda: ops.call(reference, case, arrays), _to_numpy, inputs=arrays)
         if case.op == "conv2d":
             return Prepared(lambda: ops.call_reference_algorithm(reference, algorithm, case, arrays), _to_numpy,
                             inputs=arrays)
@@ -324,7 +360,7 @@ class NumpyBackend(Backend):
         return Prepared(lambda: ops.call(reference, case, arrays), _to_numpy, inputs=arrays)
 
     def multiplies(self, case, algorithm):
-        if case.op != "conv2d":
+        if case.op != "conv2d" or case.mode != "fwd":
             return None
         try:
             entries = {a.name: a for a in _kernels().ALGORITHMS}

@@ -98,6 +98,9 @@ def _quick() -> tuple[Case, ...]:
         norm("layer_norm", 2, 8, 6, 6, label="layer norm over CxHxW", source=q),
         norm("instance_norm", 2, 8, 8, 8, label="instance norm", source=q),
         norm("group_norm", 2, 16, 6, 6, groups=4, label="group norm, 4 groups", source=q),
+        # the backward modes once: a strided 3x3 (dgrad through the phase kernel), its wgrad, a
+        # training step through every forward algorithm that applies
+        *modes(conv(1, 16, 9, 9, 16, 3, 3, 2, 1, label="3x3 stride 2", source=q), BACKWARD_MODES),
     )
 
 
@@ -183,6 +186,23 @@ def _norm() -> tuple[Case, ...]:
     )
 
 
+#: the modes a training suite measures per layer: fprop, dgrad, wgrad, and the step as a whole
+TRAIN_MODES = ("fwd", "dgrad", "wgrad", "fwd+bwd")
+BACKWARD_MODES = ("dgrad", "wgrad", "fwd+bwd")
+
+
+def modes(case: Case, which) -> tuple[Case, ...]:
+    """``case`` once per mode (the label says which)."""
+    return tuple(replace(case, mode=m, label=f"{case.label} [{m}]") for m in which)
+
+
+def _train() -> tuple[Case, ...]:
+    """Every distinct ResNet-50 and MobileNetV2 convolution in each training mode."""
+    layers = tuple(replace(c, label=f"resnet50.{c.label}") for c in csv_cases("resnet50")) + \
+        tuple(replace(c, label=f"mobilenet_v2.{c.label}") for c in csv_cases("mbv2"))
+    return tuple(m for layer in layers for m in modes(layer, TRAIN_MODES))
+
+
 def _pick(suite: str, labels: tuple[str, ...]) -> tuple[Case, ...]:
     by_label = {c.label: c for c in csv_cases(CSV_SUITES[suite][0])}
     return tuple(replace(by_label[label], label=f"{suite}.{label}") for label in labels)
@@ -204,6 +224,8 @@ _BUILT_IN = {
     "quick": ("CPU-sized: every convolution algorithm, transposed convolution, pooling and normalization once", _quick),
     "gpu": ("GPU-sized (the default on a GPU): ResNet-50 stem/3x3/1x1, VGG-16 3x3, MobileNetV2 depthwise and "
             "projection, pools and norms at batch 32", _gpu),
+    "train": ("ResNet-50 and MobileNetV2 convolutions, batch 32, in each training mode: fprop, dgrad, wgrad and "
+              "the whole step (fwd+bwd)", _train),
     "seed": ("one case per variant of a CNN course (valid, same, strided, dilated, 1x1, ...)", _seed),
     "transposed": ("DCGAN generator and U-Net decoder transposed convolutions", _transposed),
     "pool": ("pooling layers of ResNet-50, GoogLeNet, VGG-16, Inception-v3, MobileNetV2", _pool),
@@ -211,7 +233,7 @@ _BUILT_IN = {
 }
 
 #: every suite name, in the order `convbench list` shows them
-SUITE_NAMES = ("quick", "gpu", "seed", "resnet50", "vgg16", "mobilenet_v2", "efficientnet_b0", "deepbench",
+SUITE_NAMES = ("quick", "gpu", "train", "seed", "resnet50", "vgg16", "mobilenet_v2", "efficientnet_b0", "deepbench",
                "dilated", "transposed", "pool", "norm")
 DEFAULT_SUITE = "quick"
 #: the default on a machine with a CUDA GPU (see :func:`default_suite`)

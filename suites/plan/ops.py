@@ -23,7 +23,7 @@ REFERENCE_ALGORITHMS = {
     "fft": ("conv2d_fft", {}),
 }
 #: inputs that are 4-D feature maps or filters (converted to channels_last for the nhwc layout)
-SPATIAL_INPUTS = ("input", "weight")
+SPATIAL_INPUTS = ("input", "weight", "grad_output")
 EPS = 1e-5
 MOMENTUM = 0.1
 
@@ -41,7 +41,12 @@ def make_inputs(case: Case, seed: int = 0) -> dict[str, np.ndarray | None]:
     x = normal((g.n, g.c, g.h, g.w))
     if case.op == "conv2d":
         w = normal((g.k, g.c_per_group, g.r, g.s)) / np.sqrt(g.reduction_length)
-        return {"input": x, "weight": w, "bias": normal(g.k)}
+        if case.mode == "fwd":
+            return {"input": x, "weight": w, "bias": normal(g.k)}
+        # the gradient arriving from above; dgrad and wgrad take no bias
+        out = {"input": x, "weight": w, "bias": normal(g.k) if case.mode == "fwd+bwd" else None,
+               "grad_output": normal((g.n, g.k, g.p, g.q))}
+        return out
     if case.op == "conv_transpose2d":
         w = normal((g.c, g.k_per_group, g.r, g.s)) / np.sqrt(g.reduction_length)
         return {"input": x, "weight": w, "bias": normal(g.k)}
@@ -58,6 +63,8 @@ def call(lib, case: Case, t: dict, **extra):
     """``lib.<op>(...)`` for ``case`` with the tensors/arrays ``t`` (and e.g. ``algorithm=``)."""
     g = case.geom
     op = case.op
+    if op == "conv2d" and case.mode != "fwd":
+        return call_conv_mode(lib, case, t, **extra)
     if op == "conv2d":
         return lib.conv2d(t["input"], t["weight"], t["bias"], stride=g.stride, padding=g.symmetric_padding,
                           dilation=g.dilation, groups=g.groups, **extra)
@@ -88,6 +95,58 @@ def call(lib, case: Case, t: dict, **extra):
     raise ValueError(f"unknown op {op!r}")
 
 
+def call_conv_mode(lib, case: Case, t: dict, **extra):
+    """A conv2d case's backward modes through ``lib``'s torch.nn.grad-style names
+    (``conv2d_input_grad``, ``conv2d_weight_grad``): ``kernels``, ``reference``, or
+    :data:`TORCH_GRAD` for torch.  ``fwd+bwd`` returns ``(y, dX, dW, db)``: through autograd on
+    tensors, through the references' gradient functions on arrays."""
+    g = case.geom
+    geo = dict(stride=g.stride, padding=g.symmetric_padding, dilation=g.dilation, groups=g.groups)
+    precision = {k: v for k, v in extra.items() if k == "input_precision"}
+    x, w, dy = t["input"], t["weight"], t["grad_output"]
+    if case.mode == "dgrad":
+        return lib.conv2d_input_grad(tuple(x.shape), w, dy, **geo, **precision)
+    if case.mode == "wgrad":
+        return lib.conv2d_weight_grad(x, tuple(w.shape), dy, **geo, **precision)
+    if isinstance(x, np.ndarray):  # the float64 reference of a training step
+        y = lib.conv2d(x, w, t["bias"], **geo)
+        return (y, lib.conv2d_input_grad(x.shape, w, dy, **geo), lib.conv2d_weight_grad(x, w.shape, dy, **geo),
+                dy.sum(axis=(0, 2, 3)))
+    import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+    leaves = [v.detach().requires_grad_(True) for v in (x, w, t["bias"])]
+    with torch.enable_grad():
+        y = lib.conv2d(*leaves, **geo, **extra)
+        grads = torch.autograd.grad(y, leaves, dy)
+    return (y.detach(), *grads)
+
+
+class _TorchGrad:
+    """torch's side of the backward modes, under the names ``kernels`` and ``reference`` use."""
+
+    @staticmethod
+    def conv2d(*args, **kwargs):
+        import torch.nn.functional as F  # lazily: plan is imported by records and the reports
+
+        return F.conv2d(*args, **kwargs)
+
+    @staticmethod
+    def conv2d_input_grad(*args, **kwargs):
+        import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+        return torch.nn.grad.conv2d_input(*args, **kwargs)
+
+    @staticmethod
+    def conv2d_weight_grad(*args, **kwargs):
+        import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+        return torch.nn.grad.conv2d_weight(*args, **kwargs)
+
+
+#: what the torch backend calls for conv2d's backward modes (cuDNN's dgrad/wgrad on the GPU)
+TORCH_GRAD = _TorchGrad()
+
+
 def call_reference_algorithm(reference, algorithm: str, case: Case, arrays: dict):
     """The float64 reference of one conv2d algorithm (``REFERENCE_ALGORITHMS``)."""
     if algorithm not in REFERENCE_ALGORITHMS:
@@ -103,4 +162,4 @@ def call_reference_algorithm(reference, algorithm: str, case: Case, arrays: dict
 
 def per_image(case: Case) -> bool:
     """Whether image i of the output depends only on image i of the input."""
-    return not (case.op == "batch_norm" and case.training)
+    return not (case.op == "batch_norm" and case.training) and case.mode == "fwd"  # wgrad sums over images

@@ -29,6 +29,9 @@ POOL_OPS = ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")
 NORM_OPS = ("batch_norm", "layer_norm", "instance_norm", "group_norm")
 #: every operator a case can name, in report order
 OPS = CONV_OPS + TRANSPOSE_OPS + POOL_OPS + NORM_OPS
+#: what a conv2d case computes: the forward, the input gradient, the weight gradient, or a
+#: training step (forward, then every gradient: input, weight and bias)
+MODES = ("fwd", "dgrad", "wgrad", "fwd+bwd")
 _NORM_KIND = {"batch_norm": "batch", "layer_norm": "layer", "instance_norm": "instance", "group_norm": "group"}
 
 
@@ -85,7 +88,7 @@ class Case:
 
     ``label`` names the layer in its network (``"l1.3x3"``); ``source`` says where it comes from.
     ``training`` (batch_norm) uses batch statistics instead of running statistics;
-    ``count_include_pad`` is avg_pool2d's option.
+    ``count_include_pad`` is avg_pool2d's option; ``mode`` (conv2d) is one of :data:`MODES`.
     """
 
     op: str
@@ -94,8 +97,13 @@ class Case:
     source: str = ""
     training: bool = False
     count_include_pad: bool = True
+    mode: str = "fwd"
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode != "fwd" and self.op != "conv2d":
+            raise ValueError(f"mode={self.mode!r} applies to conv2d only, got op {self.op!r}")
         if self.op not in OPS:
             raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
         expected = _GEOMETRY_OF_OP[self.op]
@@ -119,6 +127,8 @@ class Case:
             text += "-train"
         if not self.count_include_pad:
             text += "-nopadcount"
+        if self.mode != "fwd":
+            text += f"-{self.mode}"
         return text
 
     @property
@@ -134,7 +144,7 @@ class Case:
         """Nominal operation count (module docstring); the same for every algorithm."""
         g = self.geom
         if self.family in ("conv", "conv_transpose"):
-            return g.flops
+            return g.flops * (3 if self.mode == "fwd+bwd" else 1)  # dgrad and wgrad: one forward's each
         if self.op == "adaptive_avg_pool2d":
             return g.n * g.c * g.h * g.w
         if self.family == "pool":
@@ -144,13 +154,17 @@ class Case:
         return elems * (7 if stats_from_data else 4)
 
     def min_bytes(self, itemsize: int) -> int:
-        """Each input (and weight) read once, each output written once (no bias, no indices)."""
-        return self.geom.min_bytes(itemsize)
+        """Each input (and weight) read once, each output written once (no bias, no indices).
+        dgrad reads dY and W and writes dX, wgrad reads X and dY and writes dW: the forward's
+        three tensors either way; a training step moves them three times."""
+        return self.geom.min_bytes(itemsize) * (3 if self.mode == "fwd+bwd" else 1)
 
     @property
     def reduction_length(self) -> int:
         """Terms combined per output element (drives the tolerance)."""
         g = self.geom
+        if self.mode != "fwd":
+            return max(self.reduction_lengths)
         if self.family in ("conv", "conv_transpose"):
             return g.reduction_length
         if self.op == "max_pool2d":
@@ -160,6 +174,18 @@ class Case:
         if self.op == "adaptive_avg_pool2d":
             return math.ceil(g.h / g.out_h + 1) * math.ceil(g.w / g.out_w + 1)
         return g.reduction_size if (self.op != "batch_norm" or self.training) else 1
+
+    @property
+    def reduction_lengths(self) -> tuple[int, ...]:
+        """Per output of the call: a training step returns (y, dX, dW, db), each with its own
+        reduction (C/g*R*S, K/g*R*S, N*P*Q, N*P*Q); the others return one output."""
+        g = self.geom
+        if self.mode == "fwd":
+            return (self.reduction_length,)
+        dgrad = g.k_per_group * g.r * g.s
+        wgrad = g.n * g.p * g.q
+        return {"dgrad": (dgrad,), "wgrad": (wgrad,),
+                "fwd+bwd": (g.reduction_length, dgrad, wgrad, wgrad)}[self.mode]
 
     def __str__(self) -> str:
         return f"{self.op}:{self.shape}"

@@ -68,7 +68,8 @@ def static_vs_measured(records, target: str, limit: int | None = None) -> list[S
     """One row per timed or checked Triton conv2d record of ``records`` (the first ``limit``)."""
     rows = []
     for r in records:
-        if r.op != "conv2d" or not r.backend.startswith("triton") or r.status == "skipped":
+        if r.op != "conv2d" or getattr(r, "mode", "fwd") != "fwd" or not r.backend.startswith("triton") \
+                or r.status == "skipped":
             continue
         if limit is not None and len(rows) >= limit:
             break
