@@ -3,7 +3,9 @@
 One import name, layers that import one way (bottom to top)::
 
     convbench.reference   float64 NumPy references and the geometry rules
-    convbench.kernels     Triton kernels, launchers mirroring torch.nn.functional
+    convbench.kernels     Triton kernels, launchers mirroring torch.nn.functional (+ autograd)
+    convbench.nn          torch.nn twins on the kernels, convert(model); convbench.models,
+                          convbench.attacks (FGSM, PGD) built on them
     convbench.suites      what to run (plan), how to measure (measure), regression verdicts
                           (regress), static compile analysis (static)
     convbench.reports     tables from DataFrames, Markdown/HTML, plots, comparison reports
@@ -27,7 +29,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load", "load_many"]
 
 #: the subpackages reachable as attributes of the import root
-SUBPACKAGES = ("runtime", "reference", "kernels", "suites", "reports", "cli")
+SUBPACKAGES = ("runtime", "reference", "kernels", "nn", "models", "attacks", "suites", "reports", "cli")
 
 
 def __getattr__(name: str):

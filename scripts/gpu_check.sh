@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The one command for a GPU session (about 8 minutes on an H100/H200): environment and peaks, the
+# The one command for a GPU session (about 8.5 minutes on an H100/H200): environment and peaks, the
 # GPU tests, the suites that matter most against cuDNN, an A/A calibration and the
 # static-vs-measured table, into reports/gpu/<gpu>-<date>/ (commit that folder).
 #
 #   scripts/gpu_check.sh --plan          the steps and their estimated seconds (runs nothing)
-#   scripts/gpu_check.sh                 run them; stops cleanly at --budget-s (default 480)
+#   scripts/gpu_check.sh                 run them; stops cleanly at --budget-s (default 510)
 #   scripts/gpu_check.sh --cpu --out D   the same steps, tiny, under the interpreter (plumbing)
 #
 # On the GPU machine use its own torch/triton: `pip install --no-deps --no-build-isolation -e .`

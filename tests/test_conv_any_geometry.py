@@ -137,6 +137,8 @@ def test_auto_rule_picks_gemm_for_stems_and_1x1_and_direct_for_depthwise():
     choose = kernels.choose_algorithm
     assert choose(ConvGeometry(32, 3, 224, 224, 64, 7, 7, (2, 2), (3, 3, 3, 3)), torch.float16) == "implicit_gemm"
     assert choose(ConvGeometry(32, 256, 14, 14, 8, 1, 1), torch.float16) == "implicit_gemm"
+    # a grayscale stem (one input channel, dense) is a stem: the flat GEMM, not the depthwise rule
+    assert choose(ConvGeometry(32, 1, 28, 28, 32, 3, 3, padding=(1, 1, 1, 1)), torch.float16) == "implicit_gemm"
     assert choose(ConvGeometry(32, 144, 56, 56, 144, 3, 3, padding=(1, 1, 1, 1), groups=144),
                   torch.float16) == "direct"
     assert choose(ConvGeometry(8, 32, 14, 14, 32, 3, 3, padding=(1, 1, 1, 1), groups=8), torch.float16) == "direct"

@@ -32,7 +32,7 @@ from .common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 #: ``list`` would shadow the builtin in this package's namespace)
 COMMAND_MODULES = ("convbench.cli.run", "convbench.cli.listing", "convbench.cli.report", "convbench.cli.tune",
                    "convbench.cli.static", "convbench.cli.compare", "convbench.cli.calibrate",
-                   "convbench.cli.merge", "convbench.cli.gpu_check")
+                   "convbench.cli.merge", "convbench.cli.gpu_check", "convbench.cli.attack_demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,6 +67,9 @@ def _suite_runs(cpu: bool) -> list[tuple[str, list[str], float, str]]:
          "MobileNetV2 depthwise layers, both layouts"),
         ("pool-norm", ["--suite", "pool,norm", "--shapes", "resnet50"], "fp16,fp32", 45,
          "ResNet-50's pools and norms"),
+        ("train-fp16-nhwc", ["--suite", "train", "--layouts", "nhwc", "--algorithms", "implicit_gemm,phase",
+                             "--shapes", "resnet50.l2.3x3,resnet50.l4.3x3"], "fp16", 30,
+         "ResNet-50 3x3 layers' fprop, dgrad, wgrad and whole step, fp16 channels_last, vs cuDNN"),
     ]
     if not cpu:
         return [(n, a + ["--dtypes", d, "--backends", "torch,triton", "--max-time", "0.4", "--rounds", "3"], e, w)
@@ -75,8 +78,8 @@ def _suite_runs(cpu: bool) -> list[tuple[str, list[str], float, str]]:
     tiny = ["--dtypes", "fp32", "--backends", "torch,triton-interpret", "--scale", "0.05", "--batch", "1",
             "--max-time", "0.02", "--rounds", "1", "--processes", "1", "--no-peaks"]
     first = {"resnet50-fp16-nhwc": "l3.1x1a", "vgg16-fp32-tf32": "conv4", "mobilenet_v2-dw": "b3.dw",
-             "pool-norm": "resnet50.maxpool"}
-    algorithms = {n: ["--algorithms", "direct,implicit_gemm"] for n in first if n != "pool-norm"}
+             "pool-norm": "resnet50.maxpool", "train-fp16-nhwc": "resnet50.l4.3x3"}
+    algorithms = {n: ["--algorithms", "direct,implicit_gemm"] for n in first if n not in ("pool-norm", "train-fp16-nhwc")}
     return [(n, a + tiny + algorithms.get(n, []) + ["--shapes", first[n]], 10,
              w + " (CPU plumbing check: tiny, interpreter)") for n, a, d, e, w in suites]
 
@@ -108,7 +111,7 @@ def register(sub) -> None:
         "gpu-check", help="the one command for a GPU session: env, GPU tests, key suites, calibration, "
                           "static vs measured, into reports/gpu/<gpu>-<date>/",
         description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--budget-s", type=float, default=480.0,
+    p.add_argument("--budget-s", type=float, default=510.0,
                    help="stop cleanly when this many seconds are spent (finished steps are kept)")
     p.add_argument("--plan", action="store_true", help="print the steps with their estimated seconds and stop")
     p.add_argument("--cpu", action="store_true", help="the same steps at a tiny scale under the interpreter")

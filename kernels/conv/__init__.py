@@ -142,16 +142,17 @@ CONV_TRANSPOSE2D_ALGORITHMS: tuple[str, ...] = ("phase",)
 def choose_algorithm(geom: ConvGeometry, dtype: torch.dtype) -> str:
     """The documented heuristic ``auto`` rule (the benchmark suite measures how good it is).
 
-    1. ``direct`` for one input channel per group (depthwise layers, channel multipliers): its
-       depthwise kernel reads each input channel once, where a GEMM would own a 16-wide column
-       tile for one column of each group.
+    1. ``direct`` for one input channel per group of a grouped layer (depthwise layers, channel
+       multipliers): its depthwise kernel reads each input channel once, where a GEMM would own a
+       16-wide column tile for one column of each group.  A dense layer with one input channel (a
+       grayscale stem) is a stem like the RGB one and goes to rule 3.
     2. ``direct`` for grouped layers narrow on both sides (groups > 1, C/g < 16 and K/g < 16).
-    3. ``implicit_gemm`` otherwise: dense and wide-grouped layers, RGB stems (its flat (r, s, c)
+    3. ``implicit_gemm`` otherwise: dense and wide-grouped layers, RGB and grayscale stems (its flat (r, s, c)
        reduction), 1x1s (its GEMM fast path) and small-K heads (BLOCK_N = 16).
     Winograd and FFT are never chosen by the heuristic; with tuned entries for a problem in the
     tuning cache, ``auto`` takes the fastest measured algorithm instead (:func:`resolve_conv2d`).
     """
-    if geom.c_per_group == 1:
+    if geom.c_per_group == 1 and geom.groups > 1:
         return "direct"
     if geom.groups > 1 and geom.c_per_group < 16 and geom.k_per_group < 16:
         return "direct"

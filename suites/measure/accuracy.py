@@ -109,6 +109,36 @@ def check(actual, expected: np.ndarray, tol: float, what: str = "") -> Check:
     return Check(max_rel, rms_rel, tol, True)
 
 
+#: adversarial examples: the share of elements allowed to differ by a flipped gradient sign
+MAX_FLIPPED = 0.02
+
+
+def check_steps(actual, expected: np.ndarray, tol: float, what: str = "", max_flipped: float = MAX_FLIPPED) -> Check:
+    """Adversarial examples against the float64 attack.  A step is ``sign(gradient)``: where the
+    true gradient is within rounding of zero (a ReLU at its kink, a pixel the loss ignores), the
+    two implementations may step opposite ways, and that element then differs by a whole step.
+    So: every element within ``tol`` (relative to the largest reference value) except a share of
+    at most ``max_flipped``; ``max_rel`` is measured over the agreeing elements and the message
+    names the share that flipped."""
+    a = _as_f64(actual)
+    nan = float("nan")
+    if a.shape != expected.shape:
+        return Check(nan, nan, tol, False, f"{what}: shape {a.shape} != reference {expected.shape}")
+    if np.isnan(a).any():
+        return Check(nan, nan, tol, False, f"{what}: NaN in {int(np.isnan(a).sum())} of {a.size} elements")
+    scale = float(np.max(np.abs(expected))) if expected.size else 1.0
+    diff = np.abs(a - expected) / (scale if scale > 0 else 1.0)
+    off = diff > tol
+    share = float(off.mean()) if off.size else 0.0
+    agree = diff[~off]
+    max_rel = float(agree.max()) if agree.size else 0.0
+    rms = float(np.sqrt(np.mean(agree**2))) if agree.size else 0.0
+    if share > max_flipped:
+        return Check(max_rel, rms, tol, False, f"{what}: {share:.1%} of the elements differ by more than tol "
+                                               f"{tol:.1e} (at most {max_flipped:.0%} may flip a sign step)")
+    return Check(max_rel, rms, tol, True, f"{share:.2%} of the elements flipped a sign step" if share else "")
+
+
 def assert_close(actual, expected: np.ndarray, tol: float, what: str = "") -> float:
     """Assert :func:`check` passes; returns max_rel."""
     result = check(actual, expected, tol, what)

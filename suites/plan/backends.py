@@ -39,6 +39,8 @@ DEFAULT_ALGORITHM = "default"
 CONTRACT_CONV2D_ALGORITHMS = ("direct", "im2col", "implicit_gemm", "winograd_f2", "winograd_f4", "fft")
 #: pins the torch baseline's device ("cpu" or "cuda"; default: the GPU when there is one)
 TORCH_DEVICE_ENV = "CONVBENCH_TORCH_DEVICE"
+ATTACK_FP32_ONLY = ("attack cells run in fp32: a sign step compares across implementations only at one "
+                    "precision")
 #: cases larger than this many nominal operations are skipped under the interpreter
 INTERPRET_MAX_FLOPS = 2e7
 
@@ -200,6 +202,8 @@ class TritonBackend(Backend):
         return {a.name: a for a in _kernels().ALGORITHMS}[algorithm]
 
     def unsupported(self, case, algorithm, dtype, layout):
+        if case.family == "attack" and dtype != "fp32":
+            return ATTACK_FP32_ONLY
         if case.op == "conv2d" and case.mode in self.BACKWARD_ALGORITHMS:
             return None  # dgrad and wgrad take every geometry the forward takes
         if case.op == "conv2d":
@@ -216,6 +220,8 @@ class TritonBackend(Backend):
         extra, info = {}, {}
         if case.op in ("conv2d", "conv_transpose2d"):
             extra = {"algorithm": algorithm, "input_precision": input_precision(dtype)}
+        if case.family == "attack":  # the network is built once; run() is the attack
+            return Prepared(ops.attack_runner(k, case, t), _to_numpy, inputs=t)
         fn = getattr(k, case.op, None)
         if fn is None:
             raise NotImplementedError(f"kernels.{case.op} does not exist yet")
@@ -296,6 +302,8 @@ class TorchBackend(Backend):
         return (VENDOR,)
 
     def unsupported(self, case, algorithm, dtype, layout):
+        if case.family == "attack" and dtype != "fp32":
+            return ATTACK_FP32_ONLY
         if dtype == "tf32" and self.device != "cuda":
             return "tf32 needs a CUDA GPU"
         if dtype == "tf32" and case.family in ("pool", "norm"):
@@ -316,6 +324,8 @@ class TorchBackend(Backend):
 
         if case.op == "conv2d" and case.mode != "fwd":  # cuDNN's dgrad / wgrad / autograd step
             return Prepared(lambda: ops.call(ops.TORCH_GRAD, case, t), _to_numpy, setup, inputs=t)
+        if case.family == "attack":
+            return Prepared(ops.attack_runner(F, case, t), _to_numpy, setup, inputs=t)
 
         def run():
             with torch.no_grad():
@@ -341,6 +351,9 @@ class NumpyBackend(Backend):
 
     def unsupported(self, case, algorithm, dtype, layout):
         g = case.geom
+        if case.family == "attack":
+            return ("no NumPy autograd: an attack's float64 reference is torch autograd in float64 on the CPU, "
+                    "which checks every attack cell")
         if algorithm.startswith("winograd") and (
                 (g.r, g.s) != (3, 3) or g.stride != (1, 1) or g.dilation != (1, 1) or g.groups != 1):
             return "Winograd F(m,3) needs a 3x3 kernel, stride 1, dilation 1, groups 1"

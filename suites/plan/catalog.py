@@ -17,7 +17,7 @@ from pathlib import Path
 
 from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry, NormGeometry, PoolGeometry
 
-from .shapes import AdaptivePoolGeometry, Case, Suite
+from .shapes import AdaptivePoolGeometry, AttackGeometry, Case, Suite
 
 SHAPES_CSV = Path(__file__).with_name("conv_shapes.csv")
 
@@ -51,6 +51,12 @@ def pool(op, n, c, h, w, k, stride=None, pad=0, ceil=False, count_include_pad=Tr
 
 def gap(n, c, h, w, label="", source="") -> Case:
     return Case("adaptive_avg_pool2d", AdaptivePoolGeometry(n, c, h, w, 1, 1), label, source)
+
+
+def attack(op, n, c, h, w, width, eps, steps=1, alpha=None, label="", source="") -> Case:
+    """FGSM (one step of eps) or PGD (``steps`` steps of ``alpha``, default eps/4) on small_cnn."""
+    alpha = eps if op == "fgsm" else (eps / 4 if alpha is None else alpha)
+    return Case(op, AttackGeometry(n, c, h, w, width, 10, steps, eps, alpha), label, source)
 
 
 def norm(op, n, c, h, w, groups=1, training=False, label="", source="") -> Case:
@@ -101,6 +107,8 @@ def _quick() -> tuple[Case, ...]:
         # the backward modes once: a strided 3x3 (dgrad through the phase kernel), its wgrad, a
         # training step through every forward algorithm that applies
         *modes(conv(1, 16, 9, 9, 16, 3, 3, 2, 1, label="3x3 stride 2", source=q), BACKWARD_MODES),
+        attack("fgsm", 2, 1, 8, 8, 8, 0.1, label="FGSM on small_cnn, digits-sized", source=q),
+        attack("pgd", 2, 1, 8, 8, 8, 0.1, steps=10, label="PGD-10 on small_cnn, digits-sized", source=q),
     )
 
 
@@ -203,6 +211,19 @@ def _train() -> tuple[Case, ...]:
     return tuple(m for layer in layers for m in modes(layer, TRAIN_MODES))
 
 
+def _attack() -> tuple[Case, ...]:
+    """FGSM and PGD-10 through convbench.models.small_cnn: digits (8x8 grey), MNIST (28x28 grey)
+    and CIFAR-10 (32x32 RGB) sized, batch 128 (Madry et al. 2018 use eps 0.3 on MNIST, 8/255 on
+    CIFAR-10, step eps/4)."""
+    src = "FGSM (Goodfellow et al. 2015), PGD (Madry et al. 2018) on convbench.models.small_cnn"
+    cases = []
+    for label, (c, h, w, width, eps) in {"digits": (1, 8, 8, 16, 0.2), "mnist": (1, 28, 28, 32, 0.3),
+                                         "cifar10": (3, 32, 32, 64, 8 / 255)}.items():
+        cases.append(attack("fgsm", 128, c, h, w, width, eps, label=f"{label} FGSM", source=src))
+        cases.append(attack("pgd", 128, c, h, w, width, eps, steps=10, label=f"{label} PGD-10", source=src))
+    return tuple(cases)
+
+
 def _pick(suite: str, labels: tuple[str, ...]) -> tuple[Case, ...]:
     by_label = {c.label: c for c in csv_cases(CSV_SUITES[suite][0])}
     return tuple(replace(by_label[label], label=f"{suite}.{label}") for label in labels)
@@ -226,6 +247,8 @@ _BUILT_IN = {
             "projection, pools and norms at batch 32", _gpu),
     "train": ("ResNet-50 and MobileNetV2 convolutions, batch 32, in each training mode: fprop, dgrad, wgrad and "
               "the whole step (fwd+bwd)", _train),
+    "attack": ("one FGSM step and a PGD-10 attack through a small CNN built from convbench.nn (digits, MNIST and "
+               "CIFAR-10 sized, batch 128): ours against the same network on torch", _attack),
     "seed": ("one case per variant of a CNN course (valid, same, strided, dilated, 1x1, ...)", _seed),
     "transposed": ("DCGAN generator and U-Net decoder transposed convolutions", _transposed),
     "pool": ("pooling layers of ResNet-50, GoogLeNet, VGG-16, Inception-v3, MobileNetV2", _pool),
@@ -233,7 +256,7 @@ _BUILT_IN = {
 }
 
 #: every suite name, in the order `convbench list` shows them
-SUITE_NAMES = ("quick", "gpu", "train", "seed", "resnet50", "vgg16", "mobilenet_v2", "efficientnet_b0", "deepbench",
+SUITE_NAMES = ("quick", "gpu", "train", "attack", "seed", "resnet50", "vgg16", "mobilenet_v2", "efficientnet_b0", "deepbench",
                "dilated", "transposed", "pool", "norm")
 DEFAULT_SUITE = "quick"
 #: the default on a machine with a CUDA GPU (see :func:`default_suite`)

@@ -50,6 +50,8 @@ def make_inputs(case: Case, seed: int = 0) -> dict[str, np.ndarray | None]:
     if case.op == "conv_transpose2d":
         w = normal((g.c, g.k_per_group, g.r, g.s)) / np.sqrt(g.reduction_length)
         return {"input": x, "weight": w, "bias": normal(g.k)}
+    if case.family == "attack":
+        return attack_inputs(case, rng)
     if case.family == "pool":
         return {"input": x}
     if case.op == "batch_norm":
@@ -63,6 +65,8 @@ def call(lib, case: Case, t: dict, **extra):
     """``lib.<op>(...)`` for ``case`` with the tensors/arrays ``t`` (and e.g. ``algorithm=``)."""
     g = case.geom
     op = case.op
+    if case.family == "attack":
+        return attack_runner(lib, case, t)()
     if op == "conv2d" and case.mode != "fwd":
         return call_conv_mode(lib, case, t, **extra)
     if op == "conv2d":
@@ -145,6 +149,77 @@ class _TorchGrad:
 
 #: what the torch backend calls for conv2d's backward modes (cuDNN's dgrad/wgrad on the GPU)
 TORCH_GRAD = _TorchGrad()
+
+
+# ----------------------------------------------------------------------------------------------
+# attacks: FGSM and PGD through convbench.models.small_cnn
+# ----------------------------------------------------------------------------------------------
+def small_cnn_parameters(g) -> dict[str, tuple]:
+    """The ``state_dict`` shapes of ``small_cnn(g.c, g.classes, g.width)`` (its Sequential indices)."""
+    w = g.width
+    return {"0.weight": (w, g.c, 3, 3), "1.weight": (w,), "1.bias": (w,), "1.running_mean": (w,),
+            "1.running_var": (w,), "4.weight": (2 * w, w, 3, 3), "5.weight": (2 * w,), "5.bias": (2 * w,),
+            "5.running_mean": (2 * w,), "5.running_var": (2 * w,), "9.weight": (g.classes, 8 * w),
+            "9.bias": (g.classes,)}
+
+
+def attack_inputs(case: Case, rng) -> dict:
+    """Images in [0, 1), labels (as floats: every input is rounded to the cell dtype), a PGD
+    start drawn once (so every implementation starts at the same point) and the network's
+    parameters (filters scaled by 1/sqrt(fan-in), batch-norm statistics near the identity)."""
+    g = case.geom
+    out = {"input": rng.uniform(0.0, 1.0, (g.n, g.c, g.h, g.w)),
+           "target": rng.integers(0, g.classes, g.n).astype(np.float64)}
+    if case.op == "pgd":
+        out["start"] = rng.uniform(0.0, 1.0, (g.n, g.c, g.h, g.w))
+    for name, shape in small_cnn_parameters(g).items():
+        if name.endswith("running_var"):
+            out[name] = rng.uniform(0.5, 2.0, shape)
+        elif name.endswith("running_mean") or (name.endswith("bias")):
+            out[name] = 0.1 * rng.standard_normal(shape)
+        elif len(shape) == 1:  # batch-norm scale
+            out[name] = rng.uniform(0.5, 1.5, shape)
+        else:
+            out[name] = rng.standard_normal(shape) / np.sqrt(int(np.prod(shape[1:])))
+    return out
+
+
+#: the library a backend hands to :func:`call` -> the network's ``algorithm=`` for an attack
+ATTACK_ALGORITHM = {"convbench.kernels": "auto", "torch.nn.functional": "torch", "convbench.reference": "torch"}
+
+
+def attack_runner(lib, case: Case, t: dict):
+    """The attack of ``case`` as a zero-argument callable (the network is built once, here):
+    through convbench's kernels for ``kernels``, through torch for ``torch.nn.functional``, and
+    for ``reference`` the float64 attack by torch autograd on the CPU (there is no NumPy autograd:
+    this is the one reference that is not NumPy), returned as an array."""
+    import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+    from convbench import attacks, models  # lazily: the attack cells only
+
+    g = case.geom
+    name = getattr(lib, "__name__", "")
+    if name not in ATTACK_ALGORITHM:
+        raise ValueError(f"no attack runs through {name or lib!r}")
+    arrays = isinstance(t["input"], np.ndarray)
+    tensors = {k: (torch.from_numpy(v) if arrays else v) for k, v in t.items() if v is not None}
+    x = tensors["input"]
+    model = models.small_cnn(g.c, g.classes, g.width, algorithm=ATTACK_ALGORITHM[name])
+    state = {k: v for k, v in tensors.items() if k in small_cnn_parameters(g)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise ValueError(f"attack network parameters do not match: missing {missing}, unexpected {unexpected}")
+    model = model.to(device=x.device, dtype=x.dtype).eval()
+    y = tensors["target"].round().long()
+
+    def run():
+        if case.op == "fgsm":
+            out = attacks.fgsm(model, x, y, g.eps)
+        else:
+            out = attacks.pgd(model, x, y, g.eps, g.alpha, g.steps, start=tensors["start"])
+        return out.numpy() if arrays else out
+
+    return run
 
 
 def call_reference_algorithm(reference, algorithm: str, case: Case, arrays: dict):

@@ -77,8 +77,7 @@ def select_cells(suites: Sequence[str] | None = None, backends: Sequence[str] | 
             raise ValueError(f"backend {name!r} cannot run here: {why}")
     scaled = [scale_suite(get_suite(name), scale, batch) for name in suite_names]
     if algorithms:
-        ops_present = {c.op for s in scaled for c in s.cases}
-        known = {a for b in made.values() for op in ops_present for a in b.algorithms(op)}
+        known = {a for b in made.values() for s in scaled for c in s.cases for a in b.algorithms_for(c)}
         unknown = [a for a in algorithms if a not in known]
         if unknown:
             raise ValueError(f"unknown algorithm(s) {unknown}; these backends know {sorted(known)}")

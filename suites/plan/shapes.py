@@ -27,8 +27,10 @@ CONV_OPS = ("conv2d",)
 TRANSPOSE_OPS = ("conv_transpose2d",)
 POOL_OPS = ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")
 NORM_OPS = ("batch_norm", "layer_norm", "instance_norm", "group_norm")
+#: L-infinity attacks on convbench.models.small_cnn (forward + input gradient per step)
+ATTACK_OPS = ("fgsm", "pgd")
 #: every operator a case can name, in report order
-OPS = CONV_OPS + TRANSPOSE_OPS + POOL_OPS + NORM_OPS
+OPS = CONV_OPS + TRANSPOSE_OPS + POOL_OPS + NORM_OPS + ATTACK_OPS
 #: what a conv2d case computes: the forward, the input gradient, the weight gradient, or a
 #: training step (forward, then every gradient: input, weight and bias)
 MODES = ("fwd", "dgrad", "wgrad", "fwd+bwd")
@@ -71,12 +73,75 @@ class AdaptivePoolGeometry:
         return f"n{self.n}-c{self.c}-{self.h}x{self.w}-to{self.out_h}x{self.out_w}"
 
 
-Geometry = Union[ConvGeometry, ConvTransposeGeometry, PoolGeometry, AdaptivePoolGeometry, NormGeometry]
+@dataclass(frozen=True)
+class AttackGeometry:
+    """An attack on ``convbench.models.small_cnn(c, classes, width)``: N images of C x H x W,
+    ``steps`` signed-gradient steps of size ``alpha`` in the eps-ball (FGSM: one step of eps)."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    width: int = 16
+    classes: int = 10
+    steps: int = 1
+    eps: float = 0.1
+    alpha: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("n", "c", "h", "w", "width", "classes", "steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if min(self.h, self.w) < 2:
+            raise ValueError(f"the network pools 2x2: h and w must be >= 2, got {self.h}x{self.w}")
+        for name in ("eps", "alpha"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    @property
+    def p(self) -> int:
+        return self.h
+
+    @property
+    def q(self) -> int:
+        return self.w
+
+    @property
+    def output_shape(self):
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def forward_flops(self) -> int:
+        """The network's forward: two 3x3 convolutions (the second at half resolution) and the
+        linear layer (norms, pools and activations are a few operations per element: left out)."""
+        h2, w2 = -(-self.h // 2), -(-self.w // 2)
+        conv1 = 2 * self.n * self.width * self.c * 9 * self.h * self.w
+        conv2 = 2 * self.n * 2 * self.width * self.width * 9 * h2 * w2
+        return conv1 + conv2 + 2 * self.n * 8 * self.width * self.classes
+
+    @property
+    def flops(self) -> int:
+        """Per step a forward and the input gradient (about another forward; the parameters are
+        frozen, so no weight gradients)."""
+        return 2 * self.steps * self.forward_flops
+
+    def min_bytes(self, itemsize: int) -> int:
+        weights = self.width * self.c * 9 + 2 * self.width * self.width * 9 + 8 * self.width * self.classes
+        return (2 * self.n * self.c * self.h * self.w * self.steps + weights) * itemsize
+
+    def __str__(self) -> str:
+        return (f"n{self.n}-c{self.c}-{self.h}x{self.w}-w{self.width}-k{self.classes}-{self.steps}step"
+                f"-eps{self.eps:g}-a{self.alpha:g}")
+
+
+Geometry = Union[ConvGeometry, ConvTransposeGeometry, PoolGeometry, AdaptivePoolGeometry, NormGeometry,
+                 AttackGeometry]
 _GEOMETRY_OF_OP = {
     "conv2d": ConvGeometry, "conv_transpose2d": ConvTransposeGeometry,
     "max_pool2d": PoolGeometry, "avg_pool2d": PoolGeometry, "adaptive_avg_pool2d": AdaptivePoolGeometry,
     "batch_norm": NormGeometry, "layer_norm": NormGeometry, "instance_norm": NormGeometry,
-    "group_norm": NormGeometry,
+    "group_norm": NormGeometry, "fgsm": AttackGeometry, "pgd": AttackGeometry,
 }
 #: geometry class name -> class, for reading records back
 GEOMETRY_TYPES = {cls.__name__: cls for cls in set(_GEOMETRY_OF_OP.values())}
@@ -114,6 +179,8 @@ class Case:
                              f"got kind={self.geom.kind!r}")
         if self.op == "conv2d" and self.geom.symmetric_padding is None:
             raise ValueError(f"suite cases need symmetric padding (torch's conv2d signature), got {self.geom}")
+        if self.op == "fgsm" and self.geom.steps != 1:
+            raise ValueError(f"fgsm takes one step, got steps={self.geom.steps}")
         if self.training and self.op != "batch_norm":
             raise ValueError(f"training=True applies to batch_norm only, got op {self.op!r}")
         if not self.count_include_pad and self.op != "avg_pool2d":
@@ -137,6 +204,8 @@ class Case:
             return "conv"
         if self.op in TRANSPOSE_OPS:
             return "conv_transpose"
+        if self.op in ATTACK_OPS:
+            return "attack"
         return "pool" if self.op in POOL_OPS else "norm"
 
     @property
@@ -145,6 +214,8 @@ class Case:
         g = self.geom
         if self.family in ("conv", "conv_transpose"):
             return g.flops * (3 if self.mode == "fwd+bwd" else 1)  # dgrad and wgrad: one forward's each
+        if self.family == "attack":
+            return g.flops
         if self.op == "adaptive_avg_pool2d":
             return g.n * g.c * g.h * g.w
         if self.family == "pool":
@@ -167,6 +238,8 @@ class Case:
             return max(self.reduction_lengths)
         if self.family in ("conv", "conv_transpose"):
             return g.reduction_length
+        if self.family == "attack":
+            return g.steps  # each step adds +-alpha to the image: rounding grows with the steps
         if self.op == "max_pool2d":
             return 1  # a max is exact
         if self.op == "avg_pool2d":
@@ -262,6 +335,9 @@ def scale_case(case: Case, factor: float, batch: int | None = None) -> Case:
         h = max(_shrink(g.h, factor), _min_extent(g.kernel[0], g.dilation[0], 2 * g.padding[0]))
         w = max(_shrink(g.w, factor), _min_extent(g.kernel[1], g.dilation[1], 2 * g.padding[1]))
         geom = replace(g, n=n, c=_channels(g.c, factor), h=h, w=w)
+    elif isinstance(g, AttackGeometry):
+        geom = replace(g, n=n, h=max(_shrink(g.h, factor), 2), w=max(_shrink(g.w, factor), 2),
+                       width=_shrink(g.width, factor, min(g.width, 8)))
     elif isinstance(g, AdaptivePoolGeometry):
         geom = replace(g, n=n, c=_channels(g.c, factor), h=max(_shrink(g.h, factor), g.out_h),
                        w=max(_shrink(g.w, factor), g.out_w))
