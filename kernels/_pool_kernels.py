@@ -72,6 +72,25 @@ def _max_pool_kernel(
 
 
 @triton.jit
+def avg_divisor(hs, ws, H, W, pad_h, pad_w, divisor, KH: tl.constexpr, KW: tl.constexpr,
+                COUNT_INCLUDE_PAD: tl.constexpr, HAS_DIVISOR: tl.constexpr):
+    """The divisor of the average-pooling window starting at (hs, ws): ``divisor_override``, the
+    window clipped to the padded input (``count_include_pad``) or its in-bounds tap count
+    (shared by the forward and the backward, so both divide by the same number)."""
+    if HAS_DIVISOR:
+        div = (hs * 0).to(tl.float32) + divisor
+    else:
+        he = tl.minimum(hs + KH, H + pad_h)
+        we = tl.minimum(ws + KW, W + pad_w)
+        if COUNT_INCLUDE_PAD:
+            count = (he - hs) * (we - ws)  # the window clipped to the padded input
+        else:
+            count = (tl.minimum(he, H) - tl.maximum(hs, 0)) * (tl.minimum(we, W) - tl.maximum(ws, 0))
+        div = tl.maximum(count, 1).to(tl.float32)
+    return div
+
+
+@triton.jit
 def _avg_pool_kernel(
     x_ptr, y_ptr,
     # sizes: total outputs, input (C, H, W), output (P, Q)
@@ -97,16 +116,7 @@ def _avg_pool_kernel(
             w = ws + kw
             ok = row_ok & (w >= 0) & (w < W)
             acc += tl.load(base + h * sxh + w * sxw, mask=ok, other=0.0).to(tl.float32)
-    if HAS_DIVISOR:
-        div = tl.zeros((BLOCK,), tl.float32) + divisor
-    else:
-        he = tl.minimum(hs + KH, H + pad_h)
-        we = tl.minimum(ws + KW, W + pad_w)
-        if COUNT_INCLUDE_PAD:
-            count = (he - hs) * (we - ws)  # the window clipped to the padded input
-        else:
-            count = (tl.minimum(he, H) - tl.maximum(hs, 0)) * (tl.minimum(we, W) - tl.maximum(ws, 0))
-        div = tl.maximum(count, 1).to(tl.float32)
+    div = avg_divisor(hs, ws, H, W, pad_h, pad_w, divisor, KH, KW, COUNT_INCLUDE_PAD, HAS_DIVISOR)
     out = n * syn + c * syc + p * syp + q * syq
     tl.store(y_ptr + out, (acc / div).to(y_ptr.dtype.element_ty), mask=mask)
 

@@ -49,14 +49,17 @@ from dataclasses import dataclass
 
 import torch
 import triton
+from torch.autograd.function import once_differentiable
 
 from convbench.reference.geometry import NormGeometry
 
 from . import _common
+from ._norm_grad_kernels import _column_sum_kernel, _norm_grad_rows_kernel
 from ._norm_kernels import _finalize_kernel, _normalize_kernel, _stats_kernel
 from ._static_spec import StaticSpec
 
-__all__ = ["batch_norm", "layer_norm", "instance_norm", "group_norm"]
+__all__ = ["batch_norm", "layer_norm", "instance_norm", "group_norm", "batch_norm_backward", "layer_norm_backward",
+           "instance_norm_backward", "group_norm_backward"]
 
 #: statistics programs to aim for (a few waves on 132 SMs); small under the interpreter
 TARGET_PROGRAMS = 16 if _common.interpreting() else 1024
@@ -221,19 +224,25 @@ def _check_input(input, min_rank: int, what: str) -> None:
 # --------------------------------------------------------------------------------------------
 # launch
 # --------------------------------------------------------------------------------------------
-def _launch(x, view_of, *, weight, bias, eps, relu, config, running=None, training=True, momentum=0.0):
-    """Run statistics (when ``training``), finalize and normalize over ``view_of(x)``."""
+def _launch(x, view_of, *, weight, bias, eps, relu, config, running=None, training=True, momentum=0.0,
+            want_stats=False):
+    """Run statistics (when ``training``), finalize and normalize over ``view_of(x)``.
+
+    ``want_stats``: also return each row's mean and 1/sqrt(var + eps) (fp32, rows in the view's
+    (a, b) order) for the backward; evaluation mode returns the running statistics' instead."""
     x = _dense(x)
     weight = weight.contiguous() if weight is not None else None
     bias = bias.contiguous() if bias is not None else None
     if x.numel() == 0:
-        return _common.empty_output(tuple(x.shape), x)
+        y = _common.empty_output(tuple(x.shape), x)
+        return (y, None, None) if want_stats else y
     view = view_of(x)
     if view is None:  # not expressible as two strided row/element dims: use a contiguous copy
         y = _common.empty_output(tuple(x.shape), x)
-        y.copy_(_launch(x.contiguous(), view_of, weight=weight, bias=bias, eps=eps, relu=relu, config=config,
-                        running=running, training=training, momentum=momentum))
-        return y
+        out = _launch(x.contiguous(), view_of, weight=weight, bias=bias, eps=eps, relu=relu, config=config,
+                      running=running, training=training, momentum=momentum, want_stats=want_stats)
+        y.copy_(out[0] if want_stats else out)
+        return (y, out[1], out[2]) if want_stats else y
     if config is not None and config not in CONFIGS:
         raise ValueError(f"config must be one of {[str(c) for c in CONFIGS]}, got {config!r}")
     cfg = config or default_config(view)
@@ -254,6 +263,13 @@ def _launch(x, view_of, *, weight, bias, eps, relu, config, running=None, traini
         _finalize_kernel[(triton.cdiv(B, fin_b) * (1 if has_running else A),)](
             part, stats, x, rm if has_running else stats, rv if has_running else stats, A, B, sa, sb, splits,
             float(momentum), HAS_RUNNING=has_running, INT64=int64, BLOCK_B=fin_b, num_warps=2)
+        if want_stats:  # before the normalize pass: nothing below changes them
+            shift = torch.as_strided(x, (A, B), (sa, sb), x.storage_offset()).float()
+            mean = (shift + stats[0]).reshape(-1)
+            rstd = torch.rsqrt(stats[1] + eps).reshape(-1)
+    elif want_stats:
+        mean = rm.float().reshape(1, -1).expand(A, B).reshape(-1)
+        rstd = torch.rsqrt(rv.float() + eps).reshape(1, -1).expand(A, B).reshape(-1)
     e_blocks = triton.cdiv(I * J, cfg.block_e)
     _normalize_kernel[(e_blocks * b_blocks * A,)](
         x, y, stats, rm if not training else x, rv if not training else x,
@@ -261,7 +277,7 @@ def _launch(x, view_of, *, weight, bias, eps, relu, config, running=None, traini
         A, B, I, J, sa, sb, si, sj, *view.affine, float(eps),
         RUNNING=not training, HAS_W=weight is not None, HAS_BIAS=bias is not None, RELU=bool(relu),
         INT64=int64, BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, num_warps=cfg.num_warps)
-    return y
+    return (y, mean, rstd) if want_stats else y
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
@@ -277,8 +293,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not training and rm is None:
         raise ValueError("running_mean and running_var must be given in evaluation mode (training=False)")
     spatial = list(range(2, input.dim()))
-    return _launch(input, lambda x: _row_view(x, [1], [0] + spatial, merge_rows=False, affine_b=1, affine="none"), weight=weight, bias=bias,
-                   eps=eps, relu=relu, config=config, running=(rm, rv), training=bool(training), momentum=momentum)
+    return _run(input, lambda x: _row_view(x, [1], [0] + spatial, merge_rows=False, affine_b=1, affine="none"),
+                _Rows("batch"), weight, bias, eps=eps, relu=relu, config=config, running=(rm, rv),
+                training=bool(training), momentum=momentum)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
@@ -294,8 +311,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if not use_input_stats and rm is None:
         raise ValueError("running_mean and running_var must be given when use_input_stats=False")
     spatial = list(range(2, input.dim()))
-    return _launch(input, lambda x: _row_view(x, [0, 1], spatial, merge_rows=False, affine_b=1, affine="none"), weight=weight, bias=bias, eps=eps,
-                   relu=relu, config=config, running=(rm, rv), training=bool(use_input_stats), momentum=momentum)
+    return _run(input, lambda x: _row_view(x, [0, 1], spatial, merge_rows=False, affine_b=1, affine="none"),
+                _Rows("instance"), weight, bias, eps=eps, relu=relu, config=config, running=(rm, rv),
+                training=bool(use_input_stats), momentum=momentum)
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5, *, relu: bool = False,
@@ -319,7 +337,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5, *, relu: boo
         group, in_group = (num_groups, cg * x.stride(1)), (cg, x.stride(1))
         return _row_view(x, [0, group], [in_group] + spatial, merge_rows=False, affine_b=cg, affine="channel")
 
-    return _launch(input, view, weight=weight, bias=bias, eps=eps, relu=relu, config=config)
+    return _run(input, view, _Rows("group", groups=num_groups), weight, bias, eps=eps, relu=relu, config=config)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, relu: bool = False,
@@ -339,8 +357,206 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, rel
     bias = _param(bias, "bias", shape, input)
     lead = list(range(input.dim() - k))
     trail = list(range(input.dim() - k, input.dim()))
-    return _launch(input, lambda x: _row_view(x, lead, trail, merge_rows=True, affine_b=0, affine="flat"), weight=weight, bias=bias, eps=eps,
-                   relu=relu, config=config)
+    return _run(input, lambda x: _row_view(x, lead, trail, merge_rows=True, affine_b=0, affine="flat"),
+                _Rows("layer", trail=k), weight, bias, eps=eps, relu=relu, config=config)
+
+
+# --------------------------------------------------------------------------------------------
+# backward: rows of a contiguous (R, P, Q) array (module :mod:`._norm_grad_kernels`)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Rows:
+    """How an operator's input is laid out as backward rows: each row one statistics group (in
+    the forward's (a, b) row order), P parameters per row and Q elements per parameter."""
+
+    kind: str          # "batch", "instance", "group", "layer"
+    groups: int = 1    # group norm's G
+    trail: int = 0     # layer norm: how many trailing dims are normalized
+
+    def to_rows(self, t: torch.Tensor) -> torch.Tensor:
+        n, c = t.shape[0], t.shape[1] if t.dim() > 1 else 1
+        if self.kind == "batch":
+            return t.transpose(0, 1).reshape(c, 1, -1).contiguous()
+        if self.kind == "instance":
+            return t.reshape(n * c, 1, -1).contiguous()
+        if self.kind == "group":
+            return t.reshape(n * self.groups, c // self.groups, -1).contiguous()
+        return t.reshape(-1, math.prod(t.shape[t.dim() - self.trail:]), 1).contiguous()
+
+    def from_rows(self, t3: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if self.kind == "batch":
+            shape = (like.shape[1], like.shape[0], *like.shape[2:])
+            t = t3.reshape(shape).transpose(0, 1)
+        else:
+            t = t3.reshape(like.shape)
+        return t.contiguous(memory_format=_common.memory_format_of(like))
+
+    def param_rows(self, like: torch.Tensor) -> int:
+        """G_MOD: rows r and r + G_MOD share their parameters."""
+        return {"batch": like.shape[1], "instance": like.shape[1], "group": self.groups, "layer": 1}[self.kind]
+
+
+def _backward(rows: _Rows, x, dy, weight, bias, mean, rstd, *, training: bool, relu: bool, want_dx: bool,
+              want_w: bool, want_b: bool):
+    """(dx, dweight, dbias), each None where not wanted, from the forward's row statistics."""
+    w_flat = weight.reshape(-1).contiguous() if weight is not None else None
+    if x.numel() == 0 or mean is None:
+        zero = lambda t: torch.zeros_like(t) if t is not None else None  # noqa: E731
+        return (zero(x) if want_dx else None, zero(weight) if want_w else None, zero(bias) if want_b else None)
+    if relu and (bias is None or weight is None):
+        raise ValueError("the fused ReLU's backward needs the affine weight and bias")
+    x3, dy3 = rows.to_rows(x), rows.to_rows(dy)
+    r, p, q = x3.shape
+    g_mod = rows.param_rows(x)
+    want_params = want_w or want_b
+    dx3 = _common.empty_output(tuple(x3.shape), x3) if want_dx else x3
+    t = torch.empty((2, r, p), dtype=torch.float32, device=x.device) if want_params else mean
+    block_q = min(triton.next_power_of_2(q), 1024)
+    block_p = max(1, min(triton.next_power_of_2(p), 1024 // block_q))
+    _norm_grad_rows_kernel[(r,)](
+        x3, dy3, dx3, mean.contiguous(), rstd.contiguous(), w_flat if w_flat is not None else x3,
+        bias.reshape(-1).contiguous() if (relu and bias is not None) else x3, t, r, p, q, g_mod,
+        TRAINING=bool(training), HAS_W=w_flat is not None, RELU=bool(relu),
+        WANT_DX=bool(want_dx), WANT_PARAMS=want_params, INT64=_common.needs_int64(x3),
+        BLOCK_P=block_p, BLOCK_Q=block_q, num_warps=4)
+    dx = rows.from_rows(dx3, x) if want_dx else None
+    dw = db = None
+    cols = g_mod * p
+    for want, k, ref in ((want_w, 1, weight), (want_b, 0, bias)):
+        if not want:
+            continue
+        out = _common.empty_output((cols,), ref)
+        _column_sum_kernel[(triton.cdiv(cols, 256),)](t[k], out, r // g_mod, cols, INT64=_common.needs_int64(t),
+                                                     BLOCK=256, num_warps=4)
+        if k == 1:
+            dw = out.reshape(weight.shape)
+        else:
+            db = out.reshape(bias.shape)
+    return dx, dw, db
+
+
+class _NormFunction(torch.autograd.Function):
+    """Any of the four normalizations; saves the input, the affine parameters and the forward's
+    per-row mean and 1/std (no second statistics pass in the backward)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, rows: _Rows, view_of, options: dict):
+        if rows.kind == "layer":  # the statistics' row order is then the rows' row-major order
+            x = x.contiguous()
+        y, mean, rstd = _launch(x, view_of, weight=weight, bias=bias, want_stats=True, **options)
+        ctx.rows, ctx.training, ctx.relu = rows, options["training"], bool(options["relu"])
+        ctx.save_for_backward(x, weight, bias, mean, rstd)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        x, weight, bias, mean, rstd = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dx, dw, db = _backward(ctx.rows, x, dy, weight, bias, mean, rstd, training=ctx.training, relu=ctx.relu,
+                               want_dx=need[0], want_w=need[1] and weight is not None,
+                               want_b=need[2] and bias is not None)
+        return dx, dw, db, None, None, None
+
+
+def _run(x, view_of, rows: _Rows, weight, bias, *, eps, relu, config, running=None, training=True, momentum=0.0):
+    """The forward, through the autograd Function when a gradient is wanted."""
+    options = dict(eps=eps, relu=relu, config=config, running=running, training=training, momentum=momentum)
+    if _common.needs_grad(x, weight, bias):
+        return _NormFunction.apply(x, weight, bias, rows, view_of, options)
+    return _launch(x, view_of, weight=weight, bias=bias, **options)
+
+
+def _stats_for(x, view_of, rows: _Rows, eps, running, training):
+    """The forward's row statistics without its output (for the standalone backward launchers)."""
+    if rows.kind == "layer":
+        x = x.contiguous()
+    running = tuple(t.clone() if t is not None else None for t in running) if running else None  # not updated
+    _, mean, rstd = _launch(x, view_of, weight=None, bias=None, eps=eps, relu=False, config=None, running=running,
+                            training=training, momentum=0.0, want_stats=True)
+    return x, mean, rstd
+
+
+def _grad_checks(grad_output, input):
+    _common.check_tensor(grad_output, "grad_output")
+    _common.check_tensor(input, "input")
+    _common.check_same(input, "input", grad_output, "grad_output")
+    if grad_output.shape != input.shape:
+        raise ValueError(f"grad_output must have the input's shape {tuple(input.shape)}, got {tuple(grad_output.shape)}")
+
+
+def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, training=False, eps=1e-5):
+    """(dx, dweight, dbias) of :func:`batch_norm`: training uses the batch's statistics (computed
+    here; the autograd path reuses the forward's), evaluation the running ones; dweight is None
+    without a ``weight``, dbias (the per-channel sum of ``grad_output``) is always returned."""
+    _grad_checks(grad_output, input)
+    c = input.shape[1]
+    rm, rv = _running(running_mean, running_var, c, input)
+    if not training and rm is None:
+        raise ValueError("running_mean and running_var must be given in evaluation mode (training=False)")
+    _param(weight, "weight", (c,), input)
+    spatial = list(range(2, input.dim()))
+    rows = _Rows("batch")
+    x, mean, rstd = _stats_for(input, lambda t: _row_view(t, [1], [0] + spatial, merge_rows=False, affine_b=1,
+                                                          affine="none"), rows, eps, (rm, rv), bool(training))
+    bias = torch.zeros((c,), dtype=weight.dtype if weight is not None else input.dtype, device=input.device)
+    return _backward(rows, x, grad_output, weight, bias, mean, rstd, training=bool(training), relu=False,
+                     want_dx=True, want_w=weight is not None, want_b=True)
+
+
+def instance_norm_backward(grad_output, input, running_mean=None, running_var=None, weight=None,
+                           use_input_stats=True, eps=1e-5):
+    """(dx, dweight, dbias) of :func:`instance_norm`."""
+    _grad_checks(grad_output, input)
+    c = input.shape[1]
+    rm, rv = _running(running_mean, running_var, c, input)
+    _param(weight, "weight", (c,), input)
+    spatial = list(range(2, input.dim()))
+    rows = _Rows("instance")
+    x, mean, rstd = _stats_for(input, lambda t: _row_view(t, [0, 1], spatial, merge_rows=False, affine_b=1,
+                                                          affine="none"), rows, eps, (rm, rv), bool(use_input_stats))
+    bias = torch.zeros((c,), dtype=weight.dtype if weight is not None else input.dtype, device=input.device)
+    return _backward(rows, x, grad_output, weight, bias, mean, rstd, training=bool(use_input_stats), relu=False,
+                     want_dx=True, want_w=weight is not None, want_b=True)
+
+
+def group_norm_backward(grad_output, input, num_groups, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) of :func:`group_norm`."""
+    _grad_checks(grad_output, input)
+    c = input.shape[1]
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups <= 0 or c % num_groups:
+        raise ValueError(f"num_groups must be a positive int dividing C={c}, got {num_groups!r}")
+    _param(weight, "weight", (c,), input)
+    cg = c // num_groups
+    spatial = list(range(2, input.dim()))
+
+    def view(t):
+        return _row_view(t, [0, (num_groups, cg * t.stride(1))], [(cg, t.stride(1))] + spatial, merge_rows=False,
+                         affine_b=cg, affine="channel")
+
+    rows = _Rows("group", groups=num_groups)
+    x, mean, rstd = _stats_for(input, view, rows, eps, None, True)
+    bias = torch.zeros((c,), dtype=weight.dtype if weight is not None else input.dtype, device=input.device)
+    return _backward(rows, x, grad_output, weight, bias, mean, rstd, training=True, relu=False, want_dx=True,
+                     want_w=weight is not None, want_b=True)
+
+
+def layer_norm_backward(grad_output, input, normalized_shape, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) of :func:`layer_norm`."""
+    _grad_checks(grad_output, input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
+        raise ValueError(f"normalized_shape={shape} does not match the trailing dimensions of input shape "
+                         f"{tuple(input.shape)}")
+    _param(weight, "weight", shape, input)
+    lead, trail = list(range(input.dim() - k)), list(range(input.dim() - k, input.dim()))
+    rows = _Rows("layer", trail=k)
+    x, mean, rstd = _stats_for(input, lambda t: _row_view(t, lead, trail, merge_rows=True, affine_b=0,
+                                                          affine="flat"), rows, eps, None, True)
+    bias = torch.zeros(shape, dtype=weight.dtype if weight is not None else input.dtype, device=input.device)
+    return _backward(rows, x, grad_output, weight, bias, mean, rstd, training=True, relu=False, want_dx=True,
+                     want_w=weight is not None, want_b=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,4 +615,22 @@ def static_specs() -> list[StaticSpec]:
     for running in (True, False):
         specs.append(_spec(f"norm.finalize/fp16/B64-w2-running{int(running)}", _finalize_kernel, names, ptrs,
                            dict(HAS_RUNNING=running, INT64=not running, BLOCK_B=64), 2, True, floats=("momentum",)))
+    # backward: the row kernel with the tiles a batch norm (P=1, long rows), a group norm (32
+    # channels x 56x56) and a layer norm (P = row, Q = 1) launch, training with the fused ReLU and
+    # every gradient, in each dtype; evaluation mode once; the column sum
+    grad_names = "x_ptr dy_ptr dx_ptr mean_ptr rstd_ptr w_ptr b_ptr t_ptr R P Q G_MOD"
+    for dt in ("fp32", "fp16", "bf16"):
+        ptrs = {"x_ptr": f"*{dt}", "dy_ptr": f"*{dt}", "dx_ptr": f"*{dt}", "mean_ptr": "*fp32", "rstd_ptr": "*fp32",
+                "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "t_ptr": "*fp32"}
+        for label, bp, bq, extra in (("batch", 1, 1024, {"P": 1}), ("group", 1, 1024, {}), ("layer", 1024, 1, {"Q": 1})):
+            ce = dict(TRAINING=True, HAS_W=True, RELU=True, WANT_DX=True, WANT_PARAMS=True, INT64=False,
+                      BLOCK_P=bp, BLOCK_Q=bq, **extra)
+            specs.append(_spec(f"norm.grad_rows/{dt}/{label}-P{bp}-Q{bq}", _norm_grad_rows_kernel, grad_names, ptrs,
+                               ce, 4, True))
+        if dt == "fp16":
+            ce = dict(TRAINING=False, HAS_W=True, RELU=False, WANT_DX=True, WANT_PARAMS=False, INT64=True,
+                      BLOCK_P=1, BLOCK_Q=1024, P=1)
+            specs.append(_spec(f"norm.grad_rows/{dt}/eval-i64", _norm_grad_rows_kernel, grad_names, ptrs, ce, 4, False))
+    specs.append(_spec("norm.column_sum/fp16/B256", _column_sum_kernel, "t_ptr out_ptr rows cols",
+                       {"t_ptr": "*fp32", "out_ptr": "*fp16"}, dict(INT64=False, BLOCK=256), 4, True))
     return specs

@@ -34,15 +34,17 @@ from dataclasses import dataclass
 
 import torch
 import triton
+from torch.autograd.function import once_differentiable
 
 from convbench.reference.geometry import PoolGeometry, adaptive_windows, check_divisor_override, pair
 
 from . import _common
+from ._pool_grad_kernels import _adaptive_avg_grad_kernel, _avg_pool_grad_kernel, _max_pool_grad_kernel
 from ._pool_kernels import _adaptive_avg_kernel, _avg_pool_kernel, _global_avg_kernel, _max_pool_kernel
 from ._static_spec import StaticSpec
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "max_pool1d", "avg_pool1d",
-           "adaptive_avg_pool1d"]
+           "adaptive_avg_pool1d", "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,10 +146,14 @@ def _window_launch(x, g: PoolGeometry, *, kind, config, return_indices=False, co
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, config: PoolConfig | None = None):
-    """``torch.nn.functional.max_pool2d``; indices are int64 ``h * W + w`` like PyTorch's."""
+    """``torch.nn.functional.max_pool2d``; indices are int64 ``h * W + w`` like PyTorch's.
+    Differentiable: the backward scatters through the indices (a gather kernel)."""
     x, unbatched = _as_batched(input, 2)
     g = PoolGeometry.from_args(_stand_in(x.shape), kernel_size, stride, padding, dilation, ceil_mode)
-    y, idx = _window_launch(x, g, kind="max", config=config, return_indices=bool(return_indices))
+    if _common.needs_grad(x):
+        y, idx = _MaxPoolFunction.apply(x, g, config)
+    else:
+        y, idx = _window_launch(x, g, kind="max", config=config, return_indices=bool(return_indices))
     if unbatched:
         y, idx = y.squeeze(0), (idx.squeeze(0) if idx is not None else None)
     return (y, idx) if return_indices else y
@@ -155,12 +161,16 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, config: PoolConfig | None = None) -> torch.Tensor:
-    """``torch.nn.functional.avg_pool2d`` (fp32 sums)."""
+    """``torch.nn.functional.avg_pool2d`` (fp32 sums); differentiable."""
     x, unbatched = _as_batched(input, 2)
     check_divisor_override(divisor_override)
     g = PoolGeometry.from_args(_stand_in(x.shape), kernel_size, stride, padding, 1, ceil_mode)
-    y, _ = _window_launch(x, g, kind="avg", config=config, count_include_pad=count_include_pad,
-                          divisor_override=divisor_override)
+    options = (bool(count_include_pad), divisor_override)
+    if _common.needs_grad(x):
+        y = _AvgPoolFunction.apply(x, g, options, config)
+    else:
+        y, _ = _window_launch(x, g, kind="avg", config=config, count_include_pad=count_include_pad,
+                              divisor_override=divisor_override)
     return y.squeeze(0) if unbatched else y
 
 
@@ -177,10 +187,19 @@ def adaptive_avg_pool2d(input, output_size, *, config=None) -> torch.Tensor:
     """``torch.nn.functional.adaptive_avg_pool2d``; output 1x1 takes the global-average kernel.
 
     ``config`` is a :class:`GlobalConfig` for a 1x1 output, else a :class:`PoolConfig`.
+    Differentiable.
     """
     x, unbatched = _as_batched(input, 2)
     n, c, h, w = x.shape
     oh, ow = _adaptive_size(output_size, (h, w))
+    if _common.needs_grad(x):
+        y = _AdaptiveAvgFunction.apply(x, (oh, ow), config)
+        return y.squeeze(0) if unbatched else y
+    return _adaptive_forward(x, oh, ow, config, unbatched)
+
+
+def _adaptive_forward(x, oh: int, ow: int, config, unbatched: bool = False) -> torch.Tensor:
+    n, c, h, w = x.shape
     y = _common.empty_output((n, c, oh, ow), x)
     if y.numel() == 0:  # an empty batch or no channels: nothing to launch
         return y.squeeze(0) if unbatched else y
@@ -210,8 +229,12 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices=False, *, config: PoolConfig | None = None):
     """``torch.nn.functional.max_pool1d``: the 2-D kernel over an (N, C, 1, L) view."""
     x, unbatched = _as_batched(input, 1)
-    g = PoolGeometry.from_args_1d(_stand_in(x.shape), kernel_size, stride, padding, dilation, ceil_mode)
-    y, idx = _window_launch(x.unsqueeze(2), g, kind="max", config=config, return_indices=bool(return_indices))
+    PoolGeometry.from_args_1d(_stand_in(x.shape), kernel_size, stride, padding, dilation, ceil_mode)  # validates
+    one = lambda v, name: (1, pair(v, name, 1)[0])  # noqa: E731
+    out = max_pool2d(x.unsqueeze(2), one(kernel_size, "kernel_size"),
+                     one(kernel_size if stride is None else stride, "stride"), (0, pair(padding, "padding", 1)[0]),
+                     one(dilation, "dilation"), ceil_mode, bool(return_indices), config=config)
+    y, idx = out if return_indices else (out, None)
     y, idx = y.squeeze(2), (idx.squeeze(2) if idx is not None else None)
     if unbatched:
         y, idx = y.squeeze(0), (idx.squeeze(0) if idx is not None else None)
@@ -222,9 +245,11 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                *, config: PoolConfig | None = None) -> torch.Tensor:
     """``torch.nn.functional.avg_pool1d``: the 2-D kernel over an (N, C, 1, L) view."""
     x, unbatched = _as_batched(input, 1)
-    g = PoolGeometry.from_args_1d(_stand_in(x.shape), kernel_size, stride, padding, 1, ceil_mode)
-    y, _ = _window_launch(x.unsqueeze(2), g, kind="avg", config=config, count_include_pad=count_include_pad)
-    y = y.squeeze(2)
+    PoolGeometry.from_args_1d(_stand_in(x.shape), kernel_size, stride, padding, 1, ceil_mode)  # validates
+    one = lambda v, name: (1, pair(v, name, 1)[0])  # noqa: E731
+    y = avg_pool2d(x.unsqueeze(2), one(kernel_size, "kernel_size"),
+                   one(kernel_size if stride is None else stride, "stride"), (0, pair(padding, "padding", 1)[0]),
+                   ceil_mode, count_include_pad, config=config).squeeze(2)
     return y.squeeze(0) if unbatched else y
 
 
@@ -234,6 +259,147 @@ def adaptive_avg_pool1d(input, output_size, *, config=None) -> torch.Tensor:
     (ol,) = pair(output_size, "output_size", 1)
     y = adaptive_avg_pool2d(x.unsqueeze(2), (1, ol), config=config).squeeze(2)
     return y.squeeze(0) if unbatched else y
+
+
+# --------------------------------------------------------------------------------------------
+# backward: gather kernels (module :mod:`._pool_grad_kernels`) and the autograd Functions
+# --------------------------------------------------------------------------------------------
+def _check_grad(grad_output, input, out_shape, what: str):
+    _common.check_tensor(grad_output, "grad_output", ndim=4)
+    _common.check_tensor(input, "input", ndim=4)
+    _common.check_same(input, "input", grad_output, "grad_output")
+    if tuple(grad_output.shape) != tuple(out_shape):
+        raise ValueError(f"grad_output must have the {what} output shape {tuple(out_shape)}, "
+                         f"got {tuple(grad_output.shape)}")
+
+
+def _grad_buffer(dy, x, config):
+    """The input gradient buffer (x's shape and memory format), and the launch config; None
+    config when there is nothing to launch (the buffer is then already final)."""
+    dx = _common.empty_output(tuple(x.shape), x)
+    if dx.numel() == 0:
+        return dx, None
+    if dy.numel() == 0:
+        return dx.zero_(), None
+    return dx, _config(config, CONFIGS, default_config(dx.numel()))
+
+
+def _grad_meta(x, dy, cfg) -> dict:
+    return dict(CHANNELS_LAST=_common.is_channels_last(x), INT64=_common.needs_int64(x, dy), BLOCK=cfg.block,
+                num_warps=cfg.num_warps)
+
+
+def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, *, config: PoolConfig | None = None) -> torch.Tensor:
+    """The input gradient of :func:`max_pool2d`: ``grad_output`` added where ``indices`` (the
+    forward's, ``h * W + w``) point, each input gradient gathered in a fixed order."""
+    g = PoolGeometry.from_args(_stand_in(tuple(input.shape)), kernel_size, stride, padding, dilation, ceil_mode)
+    _check_grad(grad_output, input, (input.shape[0], *g.output_shape[1:]), "max_pool2d")
+    _common.check_tensor(indices, "indices", ndim=4, dtypes=(torch.int64,))
+    if indices.shape != grad_output.shape:
+        raise ValueError(f"indices must have grad_output's shape {tuple(grad_output.shape)}, got {tuple(indices.shape)}")
+    dx, cfg = _grad_buffer(grad_output, input, config)
+    if cfg is not None:
+        _max_pool_grad_kernel[(triton.cdiv(dx.numel(), cfg.block),)](
+            grad_output, indices, dx, dx.numel(), g.c, g.h, g.w, g.p, g.q, *dx.stride(), *grad_output.stride(),
+            *indices.stride(), *g.stride, *g.padding, *g.dilation, KH=g.kernel[0], KW=g.kernel[1],
+            **_grad_meta(input, grad_output, cfg))
+    return dx
+
+
+def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *,
+                        config: PoolConfig | None = None) -> torch.Tensor:
+    """The input gradient of :func:`avg_pool2d`: each input gathers ``dy / divisor`` of every
+    window holding it, with the forward's divisor rule."""
+    check_divisor_override(divisor_override)
+    g = PoolGeometry.from_args(_stand_in(tuple(input.shape)), kernel_size, stride, padding, 1, ceil_mode)
+    _check_grad(grad_output, input, (input.shape[0], *g.output_shape[1:]), "avg_pool2d")
+    dx, cfg = _grad_buffer(grad_output, input, config)
+    if cfg is not None:
+        _avg_pool_grad_kernel[(triton.cdiv(dx.numel(), cfg.block),)](
+            grad_output, dx, dx.numel(), g.c, g.h, g.w, g.p, g.q, *dx.stride(), *grad_output.stride(),
+            *g.stride, *g.padding, divisor_override or 0, KH=g.kernel[0], KW=g.kernel[1],
+            COUNT_INCLUDE_PAD=bool(count_include_pad), HAS_DIVISOR=divisor_override is not None,
+            **_grad_meta(input, grad_output, cfg))
+    return dx
+
+
+def adaptive_avg_pool2d_backward(grad_output, input, *, config: PoolConfig | None = None) -> torch.Tensor:
+    """The input gradient of :func:`adaptive_avg_pool2d` (the 1x1 global case included): each
+    input gathers ``dy / window size`` of the (at most ceil(OH/H) + 1 per axis) windows holding it."""
+    _common.check_tensor(grad_output, "grad_output", ndim=4)
+    _common.check_tensor(input, "input", ndim=4)
+    n, c, h, w = input.shape
+    oh, ow = grad_output.shape[2], grad_output.shape[3]
+    _check_grad(grad_output, input, (n, c, oh, ow), "adaptive_avg_pool2d")
+    if h == 0 or w == 0:
+        return _common.empty_output(tuple(input.shape), input)
+    dx, cfg = _grad_buffer(grad_output, input, config)
+    if cfg is not None:
+        _adaptive_avg_grad_kernel[(triton.cdiv(dx.numel(), cfg.block),)](
+            grad_output, dx, dx.numel(), c, h, w, oh, ow, triton.cdiv(oh, h) + 1, triton.cdiv(ow, w) + 1,
+            *dx.stride(), *grad_output.stride(), **_grad_meta(input, grad_output, cfg))
+    return dx
+
+
+class _MaxPoolFunction(torch.autograd.Function):
+    """Max pooling that always keeps its indices for the backward (marked non-differentiable)."""
+
+    @staticmethod
+    def forward(ctx, x, g: PoolGeometry, config):
+        y, idx = _window_launch(x, g, kind="max", config=config, return_indices=True)
+        ctx.g, ctx.config = g, config
+        ctx.save_for_backward(idx)
+        ctx.x_meta = (tuple(x.shape), x.dtype, x.device, _common.memory_format_of(x))
+        ctx.mark_non_differentiable(idx)
+        return y, idx
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, _didx):
+        (idx,) = ctx.saved_tensors
+        g = ctx.g
+        like = _like(ctx.x_meta)
+        return max_pool2d_backward(dy, like, idx, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode,
+                                   config=ctx.config), None, None
+
+
+class _AvgPoolFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, g: PoolGeometry, options, config):
+        count_include_pad, divisor_override = options
+        y, _ = _window_launch(x, g, kind="avg", config=config, count_include_pad=count_include_pad,
+                              divisor_override=divisor_override)
+        ctx.g, ctx.options, ctx.config = g, options, config
+        ctx.x_meta = (tuple(x.shape), x.dtype, x.device, _common.memory_format_of(x))
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        g, (cip, div) = ctx.g, ctx.options
+        return avg_pool2d_backward(dy, _like(ctx.x_meta), g.kernel, g.stride, g.padding, g.ceil_mode, cip, div,
+                                   config=ctx.config), None, None, None
+
+
+class _AdaptiveAvgFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, size, config):
+        ctx.x_meta = (tuple(x.shape), x.dtype, x.device, _common.memory_format_of(x))
+        return _adaptive_forward(x, size[0], size[1], config)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        return adaptive_avg_pool2d_backward(dy, _like(ctx.x_meta)), None, None
+
+
+def _like(meta) -> torch.Tensor:
+    """A stand-in for the forward's input: its shape, dtype, device and memory format, no data
+    (the pool backwards read only those), so no activation is kept alive for the backward (only an uninitialised buffer is allocated)."""
+    shape, dtype, device, fmt = meta
+    return torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,6 +473,27 @@ def static_specs() -> list[StaticSpec]:
                           BLOCK=cfg.block)
                 specs.append(_spec(f"pool.avg/{dt}/{cfg}-cip{int(cip)}-div{int(div)}-cl-i64", _avg_pool_kernel,
                                    names, ptr, ce, cfg, False, ones=("sxc", "syc")))
+        # backward gathers on the default config: 3x3/2 windows, both layouts in fp16, NCHW otherwise
+        cfg = CONFIGS[0]
+        grad_strides = "sxn sxc sxh sxw syn syc syp syq"
+        gptr = {"dy_ptr": f"*{dt}", "dx_ptr": f"*{dt}", "idx_ptr": "*i64"}
+        for channels_last in ((False, True) if dt == "fp16" else (False,)):
+            ones = ("sxc", "syc", "sic") if channels_last else ("sxw", "syq", "siq")
+            tag = "-cl" if channels_last else ""
+            names = f"dy_ptr idx_ptr dx_ptr total C H W P Q {grad_strides} sin sic sip siq " \
+                    "stride_h stride_w pad_h pad_w dil_h dil_w"
+            ce = dict(KH=3, KW=3, CHANNELS_LAST=channels_last, INT64=False, BLOCK=cfg.block)
+            specs.append(_spec(f"pool.max_grad/{dt}/{cfg}{tag}", _max_pool_grad_kernel, names, gptr, ce, cfg, True,
+                               ones=ones))
+            names = f"dy_ptr dx_ptr total C H W P Q {grad_strides} stride_h stride_w pad_h pad_w divisor"
+            ce = dict(KH=3, KW=3, COUNT_INCLUDE_PAD=True, HAS_DIVISOR=False, CHANNELS_LAST=channels_last,
+                      INT64=False, BLOCK=cfg.block)
+            specs.append(_spec(f"pool.avg_grad/{dt}/{cfg}{tag}", _avg_pool_grad_kernel, names, gptr, ce, cfg, True,
+                               ones=ones[:2]))
+            names = f"dy_ptr dx_ptr total C H W P Q span_h span_w {grad_strides}"
+            ce = dict(CHANNELS_LAST=channels_last, INT64=False, BLOCK=cfg.block)
+            specs.append(_spec(f"pool.adaptive_grad/{dt}/{cfg}{tag}", _adaptive_avg_grad_kernel, names, gptr, ce, cfg,
+                               True, ones=ones[:2]))
         for cfg in GLOBAL_CONFIGS:
             default = cfg in (GLOBAL_CONFIGS[2], GLOBAL_CONFIGS[3])
             if not default and dt != "bf16":

@@ -21,7 +21,8 @@ import numpy as np
 
 from .conv import as_f64
 
-__all__ = ["batch_norm", "layer_norm", "instance_norm", "group_norm"]
+__all__ = ["batch_norm", "layer_norm", "instance_norm", "group_norm", "batch_norm_backward", "layer_norm_backward",
+           "instance_norm_backward", "group_norm_backward"]
 
 
 def _vector(value, name: str, length: int):
@@ -166,3 +167,100 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> np.
             raise ValueError(f"{name} must have shape {shape}, got {v.shape}")
         y = y * v if name == "weight" else y + v
     return y
+
+
+# ----------------------------------------------------------------------------------------------
+# backward: (dx, dweight, dbias) in float64.  With xhat = (x - mean) * rstd and g = dy * weight:
+# from batch statistics dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) over each statistics
+# group; from running statistics dx = rstd * g; dweight = sum(dy * xhat), dbias = sum(dy) over
+# every element of a parameter.  dweight is None without a weight; dbias is always returned.
+# ----------------------------------------------------------------------------------------------
+def _grad_of(dy, xg, mean, var, eps, gamma, training: bool, stat_axes, shape):
+    """dx (in ``shape``) from the grouped view ``xg`` whose ``stat_axes`` hold one group each;
+    ``gamma`` is broadcastable to ``shape`` (or None); returns (dx, xhat in ``shape``)."""
+    rstd = 1.0 / np.sqrt(var + eps)
+    xhat = ((xg - mean) * rstd).reshape(shape)
+    g = dy * gamma if gamma is not None else dy
+    if not training:
+        return (g.reshape(xg.shape) * rstd).reshape(shape), xhat
+    gg, xh = g.reshape(xg.shape), xhat.reshape(xg.shape)
+    dx = rstd * (gg - gg.mean(axis=stat_axes, keepdims=True) - xh * (gg * xh).mean(axis=stat_axes, keepdims=True))
+    return dx.reshape(shape), xhat
+
+
+def _channel_grads(dy, xhat, weight, c):
+    axes = (0,) + tuple(range(2, dy.ndim))
+    dw = (dy * xhat).sum(axis=axes) if weight is not None else None
+    return dw, dy.sum(axis=axes)
+
+
+def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, training=False, eps=1e-5):
+    """(dx, dweight, dbias) of ``batch_norm`` (statistics from the batch when ``training``)."""
+    x, dy = as_f64(input, "input"), as_f64(grad_output, "grad_output")
+    if dy.shape != x.shape:
+        raise ValueError(f"grad_output must have the input's shape {x.shape}, got {dy.shape}")
+    c = x.shape[1]
+    bshape = (1, c) + (1,) * (x.ndim - 2)
+    axes = (0,) + tuple(range(2, x.ndim))
+    if training:
+        mean, var = _moments(x, axes)
+    else:
+        mean = _vector(running_mean, "running_mean", c).reshape(bshape)
+        var = _vector(running_var, "running_var", c).reshape(bshape)
+    w = _vector(weight, "weight", c)
+    dx, xhat = _grad_of(dy, x, mean, var, eps, w.reshape(bshape) if w is not None else None, training, axes, x.shape)
+    return (dx, *_channel_grads(dy, xhat, weight, c))
+
+
+def instance_norm_backward(grad_output, input, running_mean=None, running_var=None, weight=None,
+                           use_input_stats=True, eps=1e-5):
+    """(dx, dweight, dbias) of ``instance_norm``."""
+    x, dy = as_f64(input, "input"), as_f64(grad_output, "grad_output")
+    if dy.shape != x.shape:
+        raise ValueError(f"grad_output must have the input's shape {x.shape}, got {dy.shape}")
+    c = x.shape[1]
+    bshape = (1, c) + (1,) * (x.ndim - 2)
+    axes = tuple(range(2, x.ndim))
+    if use_input_stats:
+        mean, var = _moments(x, axes)
+    else:
+        mean = _vector(running_mean, "running_mean", c).reshape(bshape)
+        var = _vector(running_var, "running_var", c).reshape(bshape)
+    w = _vector(weight, "weight", c)
+    dx, xhat = _grad_of(dy, x, mean, var, eps, w.reshape(bshape) if w is not None else None, use_input_stats,
+                        axes, x.shape)
+    return (dx, *_channel_grads(dy, xhat, weight, c))
+
+
+def group_norm_backward(grad_output, input, num_groups, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) of ``group_norm``."""
+    x, dy = as_f64(input, "input"), as_f64(grad_output, "grad_output")
+    if dy.shape != x.shape:
+        raise ValueError(f"grad_output must have the input's shape {x.shape}, got {dy.shape}")
+    n, c = x.shape[:2]
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups <= 0 or c % num_groups:
+        raise ValueError(f"num_groups must be a positive int dividing C={c}, got {num_groups!r}")
+    xg = x.reshape(n, num_groups, -1)
+    mean, var = _moments(xg, (2,))
+    w = _vector(weight, "weight", c)
+    bshape = (1, c) + (1,) * (x.ndim - 2)
+    dx, xhat = _grad_of(dy, xg, mean, var, eps, w.reshape(bshape) if w is not None else None, True, (2,), x.shape)
+    return (dx, *_channel_grads(dy, xhat, weight, c))
+
+
+def layer_norm_backward(grad_output, input, normalized_shape, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) of ``layer_norm`` (dweight/dbias shaped like ``normalized_shape``)."""
+    x, dy = as_f64(input, "input"), as_f64(grad_output, "grad_output")
+    if dy.shape != x.shape:
+        raise ValueError(f"grad_output must have the input's shape {x.shape}, got {dy.shape}")
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
+        raise ValueError(f"normalized_shape={shape} does not match the trailing dimensions of input shape {x.shape}")
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    mean, var = _moments(x, axes)
+    w = as_f64(weight, "weight") if weight is not None else None
+    if w is not None and w.shape != shape:
+        raise ValueError(f"weight must have shape {shape}, got {w.shape}")
+    dx, xhat = _grad_of(dy, x, mean, var, eps, w, True, axes, x.shape)
+    lead = tuple(range(x.ndim - len(shape)))
+    return dx, ((dy * xhat).sum(axis=lead) if w is not None else None), dy.sum(axis=lead)

@@ -26,7 +26,8 @@ from .conv import as_f64
 from .geometry import PoolGeometry, adaptive_windows, check_divisor_override, pair
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-           "max_pool1d", "avg_pool1d", "adaptive_avg_pool1d"]
+           "max_pool1d", "avg_pool1d", "adaptive_avg_pool1d",
+           "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward"]
 
 
 def _batched(input, spatial: int) -> tuple[np.ndarray, bool]:
@@ -81,6 +82,14 @@ def _avg_pool(x: np.ndarray, g: PoolGeometry, count_include_pad: bool, divisor_o
             plane = x[:, :, rows, :]
             for cols, col_ok in _taps(ws, g.w, kw, 1):
                 total = total + np.where(row_ok[:, None] & col_ok[None, :], plane[:, :, :, cols], 0.0)
+    divisor, empty = _avg_divisor(g, hs, ws, count_include_pad, divisor_override)
+    return np.where(empty, 0.0, total / np.where(empty, 1.0, divisor))
+
+
+def _avg_divisor(g: PoolGeometry, hs: np.ndarray, ws: np.ndarray, count_include_pad: bool, divisor_override):
+    """(divisor, empty) per output pixel: ``divisor_override``, the window clipped to the padded
+    bounds (``count_include_pad``) or its in-bounds count; empty windows output 0."""
+    (kh, kw), (ph, pw) = g.kernel, g.padding
     he, we = np.minimum(hs + kh, g.h + ph), np.minimum(ws + kw, g.w + pw)
     padded = (he - hs)[:, None] * (we - ws)[None, :]
     h_in = np.minimum(he, g.h) - np.maximum(hs, 0)
@@ -91,7 +100,7 @@ def _avg_pool(x: np.ndarray, g: PoolGeometry, count_include_pad: bool, divisor_o
     else:
         divisor = (padded if count_include_pad else inside).astype(np.float64)
     empty = (h_in[:, None] <= 0) | (w_in[None, :] <= 0)  # PyTorch writes 0 for an empty window
-    return np.where(empty, 0.0, total / np.where(empty, 1.0, divisor))
+    return divisor, empty
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -180,3 +189,79 @@ def adaptive_avg_pool1d(input, output_size) -> np.ndarray:
     (ol,) = pair(output_size, "output_size", 1)
     out = adaptive_avg_pool2d(x[:, :, None, :], (1, ol))[:, :, 0]
     return out[0] if unbatched else out
+
+
+# ----------------------------------------------------------------------------------------------
+# backward: the adjoints of the forwards above (each output gradient goes back to the taps that
+# made its output), for batched (N, C, H, W) input
+# ----------------------------------------------------------------------------------------------
+def _grad_inputs(grad_output, input, g_shape) -> tuple[np.ndarray, tuple]:
+    dy = as_f64(grad_output, "grad_output")
+    shape = tuple(int(v) for v in (input.shape if hasattr(input, "shape") else input))
+    if len(shape) != 4:
+        raise ValueError(f"input must be (N, C, H, W), got shape {shape}")
+    if dy.shape != tuple(g_shape):
+        raise ValueError(f"grad_output must have shape {tuple(g_shape)}, got {dy.shape}")
+    return dy, shape
+
+
+def _scatter(shape, contributions) -> np.ndarray:
+    """Sum ``values`` (N, C, P, Q) into an (N, C, H, W) zero array at rows x cols, per tap."""
+    dx = np.zeros(shape)
+    view = dx.transpose(2, 3, 0, 1)  # (H, W, N, C): the taps index the leading axes
+    for rows, cols, values in contributions:
+        np.add.at(view, (rows[:, None], cols[None, :]), values.transpose(2, 3, 0, 1))
+    return dx
+
+
+def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False) -> np.ndarray:
+    """The input gradient of ``max_pool2d``: each output gradient added at the input position
+    its (saved, ``h * W + w``) index names.  ``input``: the forward's input (or its shape)."""
+    shape = tuple(int(v) for v in (input.shape if hasattr(input, "shape") else input))
+    g = PoolGeometry.from_args(shape, kernel_size, stride, padding, dilation, ceil_mode)
+    dy, shape = _grad_inputs(grad_output, input, g.output_shape)
+    idx = np.asarray(indices.detach().cpu() if hasattr(indices, "detach") else indices, dtype=np.int64)
+    if idx.shape != dy.shape:
+        raise ValueError(f"indices must have shape {dy.shape}, got {idx.shape}")
+    n, c, h, w = shape
+    dx = np.zeros(n * c * h * w)
+    planes = (np.arange(n * c) * h * w).reshape(n, c, 1, 1)
+    np.add.at(dx, (planes + idx).ravel(), dy.ravel())
+    return dx.reshape(shape)
+
+
+def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None) -> np.ndarray:
+    """The input gradient of ``avg_pool2d``: ``dy / divisor`` spread over each window's in-bounds taps."""
+    check_divisor_override(divisor_override)
+    shape = tuple(int(v) for v in (input.shape if hasattr(input, "shape") else input))
+    g = PoolGeometry.from_args(shape, kernel_size, stride, padding, 1, ceil_mode)
+    dy, shape = _grad_inputs(grad_output, input, g.output_shape)
+    (kh, kw), (sh, sw), (ph, pw) = g.kernel, g.stride, g.padding
+    hs, ws = np.arange(g.p) * sh - ph, np.arange(g.q) * sw - pw
+    divisor, empty = _avg_divisor(g, hs, ws, count_include_pad, divisor_override)
+    scaled = np.where(empty, 0.0, dy / np.where(empty, 1.0, divisor))
+    col_taps = list(_taps(ws, g.w, kw, 1))
+    return _scatter(shape, ((rows, cols, np.where(row_ok[:, None] & col_ok[None, :], scaled, 0.0))
+                            for rows, row_ok in _taps(hs, g.h, kh, 1) for cols, col_ok in col_taps))
+
+
+def adaptive_avg_pool2d_backward(grad_output, input) -> np.ndarray:
+    """The input gradient of ``adaptive_avg_pool2d``: ``dy / window size`` over each window."""
+    shape = tuple(int(v) for v in (input.shape if hasattr(input, "shape") else input))
+    dy = as_f64(grad_output, "grad_output")
+    if dy.ndim != 4 or dy.shape[:2] != shape[:2]:
+        raise ValueError(f"grad_output must be (N, C, OH, OW) for input {shape}, got {dy.shape}")
+    oh, ow = dy.shape[2:]
+    h0, h1, kh = _window_arrays(shape[2], oh)
+    w0, w1, kw = _window_arrays(shape[3], ow)
+    scaled = dy / ((h1 - h0)[:, None] * (w1 - w0)[None, :])
+    parts = []
+    for t in range(kh):
+        rows, row_ok = h0 + t, h0 + t < h1
+        for u in range(kw):
+            cols, col_ok = w0 + u, w0 + u < w1
+            parts.append((np.minimum(rows, shape[2] - 1), np.minimum(cols, shape[3] - 1),
+                          np.where(row_ok[:, None] & col_ok[None, :], scaled, 0.0)))
+    return _scatter(shape, parts)

@@ -301,6 +301,7 @@ def test_conv_transpose2d_backward(case, dtype):
 # ----------------------------------------------------------------------------------------------
 # autograd contract
 # ----------------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:Input #:UserWarning")  # fp32 on purpose: the kernels take no float64
 def test_gradcheck_conv2d_fp32():
     # conv2d is linear in each argument, so central differences are exact up to rounding: the
     # numerical Jacobian's error is about u_fp32 * |y| / eps ~ 1e-6 at eps=1e-2 for these sizes
