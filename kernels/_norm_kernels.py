@@ -1,7 +1,8 @@
 """The Triton kernels of :mod:`convbench.kernels.norm` (launchers, configs and static specs are there).
 
 ``_stats_kernel`` (split Welford statistics of row tiles), ``_finalize_kernel`` (merge the splits,
-update running statistics) and ``_normalize_kernel`` (the affine map, optional ReLU); the module
+update running statistics) and ``_normalize_kernel`` (the affine map, optional ReLU), with the
+helpers the backward kernels share (``_tile``, ``row_stats``); the module
 docstring of :mod:`convbench.kernels.norm` describes the row/element view they share.
 """
 
@@ -22,6 +23,27 @@ def _tile(pid, B, I, J, sb, si, sj, e0, INT64: tl.constexpr, BLOCK_B: tl.constex
     off = b[:, None] * sb + (i * si + j * sj)[None, :]
     mask = (b < B)[:, None] & (e < I * J)[None, :]
     return b, i, j, off, mask
+
+
+@triton.jit
+def row_stats(x_ptr, stats_ptr, mean_ptr, var_ptr, a, b, ok, A, SB, sa, sb, CG, eps, RUNNING: tl.constexpr):
+    """(shift K, mean of x - K, 1/sqrt(var + eps)) that rows ``b`` of ``a`` are normalized with.
+
+    Batch statistics: those of statistics row (a, b // CG) of the (2, A, SB) ``stats`` array,
+    K being that row's first element (CG = 1 in the forward; the backward's channel view of a
+    group norm has CG channel rows per group).  Evaluation (RUNNING): K = running_mean[b],
+    mean 0, var = running_var[b].  Shared by the normalize and the backward kernels, so both
+    compute the same xhat."""
+    if RUNNING:
+        shift = tl.load(mean_ptr + b, mask=ok, other=0.0).to(tl.float32)
+        mean = tl.zeros_like(shift)
+        var = tl.load(var_ptr + b, mask=ok, other=1.0).to(tl.float32)
+    else:
+        s = b // CG
+        shift = tl.load(x_ptr + a * sa + s * CG * sb, mask=ok, other=0.0).to(tl.float32)
+        mean = tl.load(stats_ptr + a * SB + s, mask=ok, other=0.0)
+        var = tl.load(stats_ptr + A * SB + a * SB + s, mask=ok, other=1.0)
+    return shift, mean, 1.0 / tl.sqrt_rn(var + eps)
 
 
 @triton.jit
@@ -141,17 +163,8 @@ def _normalize_kernel(
         a = a.to(tl.int64)
         pid_e = pid_e.to(tl.int64)
     b, i, j, off, mask = _tile(pid_b, B, I, J, sb, si, sj, pid_e * BLOCK_E, INT64, BLOCK_B, BLOCK_E)
-    ok = b < B
     base = a * sa
-    if RUNNING:
-        shift = tl.load(mean_ptr + b, mask=ok, other=0.0).to(tl.float32)
-        mean = tl.zeros((BLOCK_B,), tl.float32)
-        var = tl.load(var_ptr + b, mask=ok, other=1.0).to(tl.float32)
-    else:
-        shift = tl.load(x_ptr + base + b * sb, mask=ok, other=0.0).to(tl.float32)
-        mean = tl.load(stats_ptr + a * B + b, mask=ok, other=0.0)
-        var = tl.load(stats_ptr + A * B + a * B + b, mask=ok, other=1.0)
-    rstd = 1.0 / tl.sqrt_rn(var + eps)
+    shift, mean, rstd = row_stats(x_ptr, stats_ptr, mean_ptr, var_ptr, a, b, b < B, A, B, sa, sb, 1, eps, RUNNING)
     x = tl.load(x_ptr + base + off, mask=mask, other=0.0).to(tl.float32)
     y = ((x - shift[:, None]) - mean[:, None]) * rstd[:, None]
     w_off = b[:, None] * wb + (i * wi + j * wj)[None, :]

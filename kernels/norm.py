@@ -27,6 +27,13 @@ layer_norm     leading dims        normalized dims      flat index in ``normaliz
    over [BLOCK_B, BLOCK_E] tiles.  Evaluation mode skips 1-2 and uses K = running_mean,
    mean = 0, var = running_var.
 
+4. Backward (kernels in :mod:`._norm_grad_kernels`): the same row view of x, dy and dx, the
+   forward's saved statistics, a split reduction of the row sums of dy*gamma and
+   dy*gamma*xhat, their per-row means, an elementwise dx kernel and deterministic column sums
+   for dweight/dbias; a fused ReLU masks dy by the saved output > 0.  Every normalization is
+   differentiable through one ``torch.autograd.Function`` (``once_differentiable``), entered
+   only when ``_common.needs_grad`` is true; running statistics are updated once, in the forward.
+
 Tiles are wide along whichever index has the unit stride: elements for NCHW, rows (channels)
 for channels_last batch/instance norm (see :func:`default_config`).  The output follows the
 input's memory format.  fp32/fp16/bf16 in, fp32 statistics; weight, bias and running statistics
@@ -46,6 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import triton
@@ -54,7 +62,8 @@ from torch.autograd.function import once_differentiable
 from convbench.reference.geometry import NormGeometry
 
 from . import _common
-from ._norm_grad_kernels import _column_sum_kernel, _norm_grad_rows_kernel
+from ._norm_grad_kernels import (_column_sum_kernel, _grad_dx_kernel, _grad_means_kernel, _grad_sums_kernel,
+                                 _layer_param_grad_kernel)
 from ._norm_kernels import _finalize_kernel, _normalize_kernel, _stats_kernel
 from ._static_spec import StaticSpec
 
@@ -175,6 +184,35 @@ def _row_view(x: torch.Tensor, rows, elems, *, merge_rows: bool, affine_b: int, 
     return RowView((A, B, I, J), (sa, sb, si, sj), (affine_b, wi, wj))
 
 
+def _batch_view(ndim: int) -> Callable:
+    """Batch norm: rows (-, c) of elements (n, spatial), the affine parameter per row."""
+    elems = [0, *range(2, ndim)]
+    return lambda x: _row_view(x, [1], elems, merge_rows=False, affine_b=1, affine="none")
+
+
+def _instance_view(ndim: int) -> Callable:
+    """Instance norm (and group norm's backward): rows (n, c) of spatial elements."""
+    spatial = list(range(2, ndim))
+    return lambda x: _row_view(x, [0, 1], spatial, merge_rows=False, affine_b=1, affine="none")
+
+
+def _group_view(ndim: int, groups: int, cg: int) -> Callable:
+    """Group norm: rows (n, group) of elements (channel in group, spatial)."""
+    spatial = list(range(2, ndim))
+
+    def view(x):
+        group, in_group = (groups, cg * x.stride(1)), (cg, x.stride(1))
+        return _row_view(x, [0, group], [in_group] + spatial, merge_rows=False, affine_b=cg, affine="channel")
+
+    return view
+
+
+def _layer_view(ndim: int, k: int) -> Callable:
+    """Layer norm: rows = the leading dims (merged), elements = the trailing ``k`` (flat affine)."""
+    lead, trail = list(range(ndim - k)), list(range(ndim - k, ndim))
+    return lambda x: _row_view(x, lead, trail, merge_rows=True, affine_b=0, affine="flat")
+
+
 def _dense(x: torch.Tensor) -> torch.Tensor:
     """``x`` in the memory format its output will have (NCHW/channels_last dense)."""
     fmt = _common.memory_format_of(x)
@@ -228,56 +266,62 @@ def _launch(x, view_of, *, weight, bias, eps, relu, config, running=None, traini
             want_stats=False):
     """Run statistics (when ``training``), finalize and normalize over ``view_of(x)``.
 
-    ``want_stats``: also return each row's mean and 1/sqrt(var + eps) (fp32, rows in the view's
-    (a, b) order) for the backward; evaluation mode returns the running statistics' instead."""
+    ``want_stats`` (the autograd forward): return ``(y, x_used, stats)``: the dense input the
+    kernels read (whose row view the backward reuses) and the (2, A, B) fp32 statistics
+    (mean of x - K, biased variance) of its rows, None in evaluation mode."""
     x = _dense(x)
     weight = weight.contiguous() if weight is not None else None
     bias = bias.contiguous() if bias is not None else None
     if x.numel() == 0:
         y = _common.empty_output(tuple(x.shape), x)
-        return (y, None, None) if want_stats else y
+        return (y, x, None) if want_stats else y
     view = view_of(x)
     if view is None:  # not expressible as two strided row/element dims: use a contiguous copy
         y = _common.empty_output(tuple(x.shape), x)
         out = _launch(x.contiguous(), view_of, weight=weight, bias=bias, eps=eps, relu=relu, config=config,
                       running=running, training=training, momentum=momentum, want_stats=want_stats)
         y.copy_(out[0] if want_stats else out)
-        return (y, out[1], out[2]) if want_stats else y
-    if config is not None and config not in CONFIGS:
-        raise ValueError(f"config must be one of {[str(c) for c in CONFIGS]}, got {config!r}")
-    cfg = config or default_config(view)
+        return (y, *out[1:]) if want_stats else y
+    cfg = _config(config, view)
     (A, B, I, J), (sa, sb, si, sj) = view.sizes, view.strides
     y = _common.empty_output(tuple(x.shape), x)
     int64 = _common.needs_int64(x)
     rm, rv = running if running is not None else (None, None)
     b_blocks = triton.cdiv(B, cfg.block_b)
-    stats = x  # placeholder pointer in evaluation mode
-    if training:
-        splits, chunk = plan_splits(view, cfg)
-        part = torch.empty((3, splits, A, B), dtype=torch.float32, device=x.device)
-        stats = torch.empty((2, A, B), dtype=torch.float32, device=x.device)
-        _stats_kernel[(b_blocks * A * splits,)](x, part, A, B, I, J, sa, sb, si, sj, chunk, splits, INT64=int64,
-                                                BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, num_warps=cfg.num_warps)
-        has_running = rm is not None
-        fin_b = 64
-        _finalize_kernel[(triton.cdiv(B, fin_b) * (1 if has_running else A),)](
-            part, stats, x, rm if has_running else stats, rv if has_running else stats, A, B, sa, sb, splits,
-            float(momentum), HAS_RUNNING=has_running, INT64=int64, BLOCK_B=fin_b, num_warps=2)
-        if want_stats:  # before the normalize pass: nothing below changes them
-            shift = torch.as_strided(x, (A, B), (sa, sb), x.storage_offset()).float()
-            mean = (shift + stats[0]).reshape(-1)
-            rstd = torch.rsqrt(stats[1] + eps).reshape(-1)
-    elif want_stats:
-        mean = rm.float().reshape(1, -1).expand(A, B).reshape(-1)
-        rstd = torch.rsqrt(rv.float() + eps).reshape(1, -1).expand(A, B).reshape(-1)
+    stats = _statistics(x, view, cfg, rm, rv, momentum) if training else None
     e_blocks = triton.cdiv(I * J, cfg.block_e)
     _normalize_kernel[(e_blocks * b_blocks * A,)](
-        x, y, stats, rm if not training else x, rv if not training else x,
+        x, y, stats if training else x, rm if not training else x, rv if not training else x,
         weight if weight is not None else x, bias if bias is not None else x,
         A, B, I, J, sa, sb, si, sj, *view.affine, float(eps),
         RUNNING=not training, HAS_W=weight is not None, HAS_BIAS=bias is not None, RELU=bool(relu),
         INT64=int64, BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, num_warps=cfg.num_warps)
-    return (y, mean, rstd) if want_stats else y
+    return (y, x, stats) if want_stats else y
+
+
+def _config(config, view: RowView) -> NormConfig:
+    if config is not None and config not in CONFIGS:
+        raise ValueError(f"config must be one of {[str(c) for c in CONFIGS]}, got {config!r}")
+    return config or default_config(view)
+
+
+def _statistics(x, view: RowView, cfg: NormConfig, rm=None, rv=None, momentum=0.0) -> torch.Tensor:
+    """The (2, A, B) fp32 row statistics (mean of x - K, biased variance) by the split
+    reduction; running statistics (when given) are updated in place."""
+    (A, B, I, J), (sa, sb, si, sj) = view.sizes, view.strides
+    int64 = _common.needs_int64(x)
+    splits, chunk = plan_splits(view, cfg)
+    part = torch.empty((3, splits, A, B), dtype=torch.float32, device=x.device)
+    stats = torch.empty((2, A, B), dtype=torch.float32, device=x.device)
+    _stats_kernel[(triton.cdiv(B, cfg.block_b) * A * splits,)](
+        x, part, A, B, I, J, sa, sb, si, sj, chunk, splits, INT64=int64, BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e,
+        num_warps=cfg.num_warps)
+    has_running = rm is not None
+    fin_b = 64
+    _finalize_kernel[(triton.cdiv(B, fin_b) * (1 if has_running else A),)](
+        part, stats, x, rm if has_running else stats, rv if has_running else stats, A, B, sa, sb, splits,
+        float(momentum), HAS_RUNNING=has_running, INT64=int64, BLOCK_B=fin_b, num_warps=2)
+    return stats
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
@@ -292,10 +336,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(input.shape)}")
     if not training and rm is None:
         raise ValueError("running_mean and running_var must be given in evaluation mode (training=False)")
-    spatial = list(range(2, input.dim()))
-    return _run(input, lambda x: _row_view(x, [1], [0] + spatial, merge_rows=False, affine_b=1, affine="none"),
-                _Rows("batch"), weight, bias, eps=eps, relu=relu, config=config, running=(rm, rv),
-                training=bool(training), momentum=momentum)
+    view_of = _batch_view(input.dim())
+    return _run(input, view_of, _GradSpec(view_of), weight, bias, eps=eps, relu=relu, config=config,
+                running=(rm, rv), training=bool(training), momentum=momentum)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
@@ -310,10 +353,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         raise ValueError(f"Expected more than 1 spatial element when training, got input size {tuple(input.shape)}")
     if not use_input_stats and rm is None:
         raise ValueError("running_mean and running_var must be given when use_input_stats=False")
-    spatial = list(range(2, input.dim()))
-    return _run(input, lambda x: _row_view(x, [0, 1], spatial, merge_rows=False, affine_b=1, affine="none"),
-                _Rows("instance"), weight, bias, eps=eps, relu=relu, config=config, running=(rm, rv),
-                training=bool(use_input_stats), momentum=momentum)
+    view_of = _instance_view(input.dim())
+    return _run(input, view_of, _GradSpec(view_of), weight, bias, eps=eps, relu=relu, config=config,
+                running=(rm, rv), training=bool(use_input_stats), momentum=momentum)
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5, *, relu: bool = False,
@@ -330,14 +372,9 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5, *, relu: boo
         raise ValueError(f"Expected more than 1 value per group, got input size {tuple(input.shape)} "
                          f"with num_groups={num_groups}")
     _param(weight, "weight", (c,), input), _param(bias, "bias", (c,), input)
-    cg = c // num_groups
-    spatial = list(range(2, input.dim()))
-
-    def view(x):
-        group, in_group = (num_groups, cg * x.stride(1)), (cg, x.stride(1))
-        return _row_view(x, [0, group], [in_group] + spatial, merge_rows=False, affine_b=cg, affine="channel")
-
-    return _run(input, view, _Rows("group", groups=num_groups), weight, bias, eps=eps, relu=relu, config=config)
+    return _run(input, _group_view(input.dim(), num_groups, c // num_groups),
+                _GradSpec(_instance_view(input.dim()), c // num_groups), weight, bias, eps=eps, relu=relu,
+                config=config)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, relu: bool = False,
@@ -355,208 +392,238 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, rel
     _scalars(0.0, eps)
     weight = _param(weight, "weight", shape, input)
     bias = _param(bias, "bias", shape, input)
-    lead = list(range(input.dim() - k))
-    trail = list(range(input.dim() - k, input.dim()))
-    return _run(input, lambda x: _row_view(x, lead, trail, merge_rows=True, affine_b=0, affine="flat"),
-                _Rows("layer", trail=k), weight, bias, eps=eps, relu=relu, config=config)
+    view_of = _layer_view(input.dim(), k)
+    return _run(input, view_of, _GradSpec(view_of, per_row=False), weight, bias, eps=eps, relu=relu, config=config)
 
 
 # --------------------------------------------------------------------------------------------
-# backward: rows of a contiguous (R, P, Q) array (module :mod:`._norm_grad_kernels`)
+# backward over the forward's row view (kernels in :mod:`._norm_grad_kernels`)
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Rows:
-    """How an operator's input is laid out as backward rows: each row one statistics group (in
-    the forward's (a, b) row order), P parameters per row and Q elements per parameter."""
+class _GradSpec:
+    """How an operator's backward views its input.  ``view_of`` gives the rows the gradient
+    kernels run over; ``cg`` channel rows share one row of the forward's statistics (group norm
+    runs over the instance view, rows (n, c), with CG = C/G); ``per_row``: one affine parameter
+    per row (the channel view of batch, instance and group norm) or one per element of the row
+    (layer norm)."""
 
-    kind: str          # "batch", "instance", "group", "layer"
-    groups: int = 1    # group norm's G
-    trail: int = 0     # layer norm: how many trailing dims are normalized
-
-    def to_rows(self, t: torch.Tensor) -> torch.Tensor:
-        n, c = t.shape[0], t.shape[1] if t.dim() > 1 else 1
-        if self.kind == "batch":
-            return t.transpose(0, 1).reshape(c, 1, -1).contiguous()
-        if self.kind == "instance":
-            return t.reshape(n * c, 1, -1).contiguous()
-        if self.kind == "group":
-            return t.reshape(n * self.groups, c // self.groups, -1).contiguous()
-        return t.reshape(-1, math.prod(t.shape[t.dim() - self.trail:]), 1).contiguous()
-
-    def from_rows(self, t3: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        if self.kind == "batch":
-            shape = (like.shape[1], like.shape[0], *like.shape[2:])
-            t = t3.reshape(shape).transpose(0, 1)
-        else:
-            t = t3.reshape(like.shape)
-        return t.contiguous(memory_format=_common.memory_format_of(like))
-
-    def param_rows(self, like: torch.Tensor) -> int:
-        """G_MOD: rows r and r + G_MOD share their parameters."""
-        return {"batch": like.shape[1], "instance": like.shape[1], "group": self.groups, "layer": 1}[self.kind]
+    view_of: Callable
+    cg: int = 1
+    per_row: bool = True
 
 
-def _backward(rows: _Rows, x, dy, weight, bias, mean, rstd, *, training: bool, relu: bool, want_dx: bool,
-              want_w: bool, want_b: bool):
-    """(dx, dweight, dbias), each None where not wanted, from the forward's row statistics."""
-    w_flat = weight.reshape(-1).contiguous() if weight is not None else None
-    if x.numel() == 0 or mean is None:
-        zero = lambda t: torch.zeros_like(t) if t is not None else None  # noqa: E731
-        return (zero(x) if want_dx else None, zero(weight) if want_w else None, zero(bias) if want_b else None)
-    if relu and (bias is None or weight is None):
-        raise ValueError("the fused ReLU's backward needs the affine weight and bias")
-    x3, dy3 = rows.to_rows(x), rows.to_rows(dy)
-    r, p, q = x3.shape
-    g_mod = rows.param_rows(x)
-    want_params = want_w or want_b
-    dx3 = _common.empty_output(tuple(x3.shape), x3) if want_dx else x3
-    t = torch.empty((2, r, p), dtype=torch.float32, device=x.device) if want_params else mean
-    block_q = min(triton.next_power_of_2(q), 1024)
-    block_p = max(1, min(triton.next_power_of_2(p), 1024 // block_q))
-    _norm_grad_rows_kernel[(r,)](
-        x3, dy3, dx3, mean.contiguous(), rstd.contiguous(), w_flat if w_flat is not None else x3,
-        bias.reshape(-1).contiguous() if (relu and bias is not None) else x3, t, r, p, q, g_mod,
-        TRAINING=bool(training), HAS_W=w_flat is not None, RELU=bool(relu),
-        WANT_DX=bool(want_dx), WANT_PARAMS=want_params, INT64=_common.needs_int64(x3),
-        BLOCK_P=block_p, BLOCK_Q=block_q, num_warps=4)
-    dx = rows.from_rows(dx3, x) if want_dx else None
-    dw = db = None
-    cols = g_mod * p
-    for want, k, ref in ((want_w, 1, weight), (want_b, 0, bias)):
+def _same_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` with ``like``'s strides, copied only when a dimension longer than 1 is strided
+    differently (every tensor a backward kernel reads shares the input's row view)."""
+    if all(n == 1 or a == b for n, a, b in zip(t.shape, t.stride(), like.stride())):
+        return t
+    return torch.empty_strided(tuple(like.shape), like.stride(), dtype=t.dtype, device=t.device).copy_(t)
+
+
+def _layer_splits(view: RowView, cfg: NormConfig) -> tuple[int, int]:
+    """(row splits, rows per split) of the layer view's parameter-gradient kernel: about
+    TARGET_PROGRAMS programs over (element blocks x row splits)."""
+    rows = view.sizes[0] * view.sizes[1]
+    e_blocks = triton.cdiv(view.row_length, cfg.block_e)
+    want = max(1, min(triton.cdiv(TARGET_PROGRAMS, e_blocks), triton.cdiv(rows, cfg.block_b)))
+    per_split = triton.cdiv(triton.cdiv(rows, want), cfg.block_b) * cfg.block_b
+    return triton.cdiv(rows, per_split), per_split
+
+
+def _norm_backward(spec: _GradSpec, x, dy, weight, stats, running, y, *, eps, param_shape, want_dx, want_w,
+                   want_b, bias_dtype, config=None):
+    """(dx, dweight, dbias), each None where not wanted.
+
+    ``x``: the dense input the forward's kernels read; ``stats``: the forward's (2, A, B) row
+    statistics of it, or None to use ``running`` = (running_mean, running_var); ``y``: the
+    output when a fused ReLU masks the gradient, else None.  dx has x's memory format."""
+    training = stats is not None
+    rm, rv = running if running is not None else (None, None)
+    if x.numel() == 0:  # nothing to normalize: no input gradient, zero parameter sums
+        return (_common.empty_output(tuple(x.shape), x) if want_dx else None,
+                _common.empty_output(param_shape, x, dtype=weight.dtype).zero_() if want_w else None,
+                _common.empty_output(param_shape, x, dtype=bias_dtype).zero_() if want_b else None)
+    view = spec.view_of(x)
+    if view is None:  # a channel view this layout does not fit: a contiguous copy (its rows are the same)
+        dx, dw, db = _norm_backward(spec, x.contiguous(), dy, weight, stats, running,
+                                    y.contiguous() if y is not None else None, eps=eps, param_shape=param_shape,
+                                    want_dx=want_dx, want_w=want_w, want_b=want_b, bias_dtype=bias_dtype,
+                                    config=config)
+        return (dx.contiguous(memory_format=_common.memory_format_of(x)) if dx is not None else None), dw, db
+    dy = _same_layout(dy, x)
+    y = _same_layout(y, x) if y is not None else None
+    cfg = _config(config, view)
+    (A, B, I, J), (sa, sb, si, sj) = view.sizes, view.strides
+    geometry = (A, B, I, J, sa, sb, si, sj, *view.affine)
+    cg = spec.cg
+    w = weight.reshape(-1).contiguous() if weight is not None else None
+    # placeholders (never read) where an operand is absent
+    stat_ptrs = (stats, x, x) if training else (x, rm, rv)
+    y_ptr, w_ptr = (y if y is not None else x), (w if w is not None else x)
+    meta = dict(RUNNING=not training, RELU=y is not None, INT64=_common.needs_int64(x), BLOCK_B=cfg.block_b,
+                BLOCK_E=cfg.block_e, num_warps=cfg.num_warps)
+    b_blocks = triton.cdiv(B, cfg.block_b)
+    part = None
+    if (training and want_dx) or (spec.per_row and (want_w or want_b)):
+        splits, chunk = plan_splits(view, cfg)
+        part = torch.empty((2, splits, A, B), dtype=torch.float32, device=x.device)
+        _grad_sums_kernel[(b_blocks * A * splits,)](
+            x, dy, y_ptr, w_ptr, *stat_ptrs, part, *geometry, cg, float(eps), chunk, splits,
+            WEIGHTED=not spec.per_row and w is not None, **meta)
+    dx = None
+    if want_dx:
+        means = x
+        if training:
+            stat_rows = A * (B // cg)
+            means = torch.empty((2, stat_rows), dtype=torch.float32, device=x.device)
+            _grad_means_kernel[(triton.cdiv(stat_rows, 64),)](
+                part, w_ptr, means, A, B, cg, part.shape[1], float(cg * I * J),
+                HAS_W=spec.per_row and w is not None, INT64=meta["INT64"], BLOCK=64, num_warps=2)
+        dx = _common.empty_output(tuple(x.shape), x)
+        _grad_dx_kernel[(triton.cdiv(I * J, cfg.block_e) * b_blocks * A,)](
+            x, dy, y_ptr, dx, w_ptr, *stat_ptrs, means, *geometry, cg, float(eps), HAS_W=w is not None, **meta)
+    if not (want_w or want_b):
+        return dx, None, None
+    if spec.per_row:  # per channel: the partials of the row sums, added over (split, a)
+        sums, rows, cols = part, part.shape[1] * A, B
+    else:
+        splits, per_split = _layer_splits(view, cfg)
+        sums = torch.empty((2, splits, I * J), dtype=torch.float32, device=x.device)
+        _layer_param_grad_kernel[(triton.cdiv(I * J, cfg.block_e), splits)](
+            x, dy, y_ptr, stats, sums, A, B, I, J, sa, sb, si, sj, *view.affine[1:], float(eps), per_split, splits,
+            RELU=y is not None, INT64=meta["INT64"], BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e,
+            num_warps=cfg.num_warps)
+        rows, cols = splits, I * J
+    grads = []
+    for want, k, dtype in ((want_w, 1, weight.dtype if weight is not None else None), (want_b, 0, bias_dtype)):
         if not want:
+            grads.append(None)
             continue
-        out = _common.empty_output((cols,), ref)
-        _column_sum_kernel[(triton.cdiv(cols, 256),)](t[k], out, r // g_mod, cols, INT64=_common.needs_int64(t),
+        out = _common.empty_output((cols,), x, dtype=dtype)
+        _column_sum_kernel[(triton.cdiv(cols, 256),)](sums[k], out, rows, cols, INT64=_common.needs_int64(sums),
                                                      BLOCK=256, num_warps=4)
-        if k == 1:
-            dw = out.reshape(weight.shape)
-        else:
-            db = out.reshape(bias.shape)
-    return dx, dw, db
+        grads.append(out.reshape(param_shape))
+    return dx, grads[0], grads[1]
 
 
 class _NormFunction(torch.autograd.Function):
-    """Any of the four normalizations; saves the input, the affine parameters and the forward's
-    per-row mean and 1/std (no second statistics pass in the backward)."""
+    """Any of the four normalizations.  Saves the dense input the kernels read, the weight, the
+    forward's row statistics (evaluation: the running statistics) and, under a fused ReLU, the
+    output: the backward recomputes nothing of the forward, and the running statistics are
+    updated once, here in the forward."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, rows: _Rows, view_of, options: dict):
-        if rows.kind == "layer":  # the statistics' row order is then the rows' row-major order
-            x = x.contiguous()
-        y, mean, rstd = _launch(x, view_of, weight=weight, bias=bias, want_stats=True, **options)
-        ctx.rows, ctx.training, ctx.relu = rows, options["training"], bool(options["relu"])
-        ctx.save_for_backward(x, weight, bias, mean, rstd)
+    def forward(ctx, x, weight, bias, spec: _GradSpec, view_of, options: dict):
+        y, x_used, stats = _launch(x, view_of, weight=weight, bias=bias, want_stats=True, **options)
+        rm, rv = options["running"] if not options["training"] and options["running"] else (None, None)
+        ctx.spec, ctx.eps, ctx.config = spec, options["eps"], options["config"]
+        ctx.param_shape = tuple((weight if weight is not None else bias).shape) if (
+            weight is not None or bias is not None) else None
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        ctx.save_for_backward(x_used, weight, stats, rm, rv, y if options["relu"] else None)
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy):
-        x, weight, bias, mean, rstd = ctx.saved_tensors
+        x, weight, stats, rm, rv, y = ctx.saved_tensors
         need = ctx.needs_input_grad
-        dx, dw, db = _backward(ctx.rows, x, dy, weight, bias, mean, rstd, training=ctx.training, relu=ctx.relu,
-                               want_dx=need[0], want_w=need[1] and weight is not None,
-                               want_b=need[2] and bias is not None)
+        dx, dw, db = _norm_backward(ctx.spec, x, dy, weight, stats, (rm, rv), y, eps=ctx.eps,
+                                    param_shape=ctx.param_shape, want_dx=need[0], want_w=need[1], want_b=need[2],
+                                    bias_dtype=ctx.bias_dtype, config=ctx.config)
         return dx, dw, db, None, None, None
 
 
-def _run(x, view_of, rows: _Rows, weight, bias, *, eps, relu, config, running=None, training=True, momentum=0.0):
+def _run(x, view_of, spec: _GradSpec, weight, bias, *, eps, relu, config, running=None, training=True,
+         momentum=0.0):
     """The forward, through the autograd Function when a gradient is wanted."""
     options = dict(eps=eps, relu=relu, config=config, running=running, training=training, momentum=momentum)
     if _common.needs_grad(x, weight, bias):
-        return _NormFunction.apply(x, weight, bias, rows, view_of, options)
+        return _NormFunction.apply(x, weight, bias, spec, view_of, options)
     return _launch(x, view_of, weight=weight, bias=bias, **options)
 
 
-def _stats_for(x, view_of, rows: _Rows, eps, running, training):
-    """The forward's row statistics without its output (for the standalone backward launchers)."""
-    if rows.kind == "layer":
-        x = x.contiguous()
-    running = tuple(t.clone() if t is not None else None for t in running) if running else None  # not updated
-    _, mean, rstd = _launch(x, view_of, weight=None, bias=None, eps=eps, relu=False, config=None, running=running,
-                            training=training, momentum=0.0, want_stats=True)
-    return x, mean, rstd
-
-
-def _grad_checks(grad_output, input):
+# --------------------------------------------------------------------------------------------
+# the public backward launchers (the standalone form: the batch statistics are computed here)
+# --------------------------------------------------------------------------------------------
+def _standalone(view_of, spec: _GradSpec, grad_output, input, weight, running, training: bool, eps, param_shape):
+    """(dx, dweight or None, dbias) from ``input``'s own statistics (``training``) or ``running``."""
     _common.check_tensor(grad_output, "grad_output")
-    _common.check_tensor(input, "input")
     _common.check_same(input, "input", grad_output, "grad_output")
     if grad_output.shape != input.shape:
-        raise ValueError(f"grad_output must have the input's shape {tuple(input.shape)}, got {tuple(grad_output.shape)}")
+        raise ValueError(f"grad_output must have the input's shape {tuple(input.shape)}, "
+                         f"got {tuple(grad_output.shape)}")
+    x = _dense(input)
+    stats = None
+    if training and x.numel():
+        view = view_of(x)
+        if view is None:
+            x = x.contiguous()
+            view = view_of(x)
+        stats = _statistics(x, view, default_config(view))
+    return _norm_backward(spec, x, grad_output, weight, stats, running, None, eps=eps, param_shape=param_shape,
+                          want_dx=True, want_w=weight is not None, want_b=True,
+                          bias_dtype=weight.dtype if weight is not None else input.dtype)
 
 
 def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, training=False, eps=1e-5):
-    """(dx, dweight, dbias) of :func:`batch_norm`: training uses the batch's statistics (computed
-    here; the autograd path reuses the forward's), evaluation the running ones; dweight is None
-    without a ``weight``, dbias (the per-channel sum of ``grad_output``) is always returned."""
-    _grad_checks(grad_output, input)
+    """(dx, dweight, dbias) of :func:`batch_norm` for upstream gradient ``grad_output``: from the
+    batch's statistics when ``training`` (computed here; the autograd path reuses the
+    forward's), else from the running ones.  dweight is None without a ``weight``; dbias (the
+    per-channel sum of ``grad_output``) is always returned."""
+    _check_input(input, 2, "(N, C, *)")
+    _scalars(0.0, eps)
     c = input.shape[1]
     rm, rv = _running(running_mean, running_var, c, input)
     if not training and rm is None:
         raise ValueError("running_mean and running_var must be given in evaluation mode (training=False)")
     _param(weight, "weight", (c,), input)
-    spatial = list(range(2, input.dim()))
-    rows = _Rows("batch")
-    x, mean, rstd = _stats_for(input, lambda t: _row_view(t, [1], [0] + spatial, merge_rows=False, affine_b=1,
-                                                          affine="none"), rows, eps, (rm, rv), bool(training))
-    bias = torch.zeros((c,), dtype=weight.dtype if weight is not None else input.dtype, device=input.device)
-    return _backward(rows, x, grad_output, weight, bias, mean, rstd, training=bool(training), relu=False,
-                     want_dx=True, want_w=weight is not None, want_b=True)
+    view_of = _batch_view(input.dim())
+    return _standalone(view_of, _GradSpec(view_of), grad_output, input, weight, (rm, rv), bool(training), eps, (c,))
 
 
 def instance_norm_backward(grad_output, input, running_mean=None, running_var=None, weight=None,
                            use_input_stats=True, eps=1e-5):
-    """(dx, dweight, dbias) of :func:`instance_norm`."""
-    _grad_checks(grad_output, input)
+    """(dx, dweight, dbias) of :func:`instance_norm` (per-instance statistics when
+    ``use_input_stats``, else the running ones)."""
+    _check_input(input, 3, "(N, C, *spatial)")
+    _scalars(0.0, eps)
     c = input.shape[1]
     rm, rv = _running(running_mean, running_var, c, input)
+    if not use_input_stats and rm is None:
+        raise ValueError("running_mean and running_var must be given when use_input_stats=False")
     _param(weight, "weight", (c,), input)
-    spatial = list(range(2, input.dim()))
-    rows = _Rows("instance")
-    x, mean, rstd = _stats_for(input, lambda t: _row_view(t, [0, 1], spatial, merge_rows=False, affine_b=1,
-                                                          affine="none"), rows, eps, (rm, rv), bool(use_input_stats))
-    bias = torch.zeros((c,), dtype=weight.dtype if weight is not None else input.dtype, device=input.device)
-    return _backward(rows, x, grad_output, weight, bias, mean, rstd, training=bool(use_input_stats), relu=False,
-                     want_dx=True, want_w=weight is not None, want_b=True)
+    view_of = _instance_view(input.dim())
+    return _standalone(view_of, _GradSpec(view_of), grad_output, input, weight, (rm, rv), bool(use_input_stats),
+                       eps, (c,))
 
 
 def group_norm_backward(grad_output, input, num_groups, weight=None, eps=1e-5):
     """(dx, dweight, dbias) of :func:`group_norm`."""
-    _grad_checks(grad_output, input)
+    _check_input(input, 2, "(N, C, *)")
+    _scalars(0.0, eps)
     c = input.shape[1]
     if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups <= 0 or c % num_groups:
         raise ValueError(f"num_groups must be a positive int dividing C={c}, got {num_groups!r}")
     _param(weight, "weight", (c,), input)
-    cg = c // num_groups
-    spatial = list(range(2, input.dim()))
-
-    def view(t):
-        return _row_view(t, [0, (num_groups, cg * t.stride(1))], [(cg, t.stride(1))] + spatial, merge_rows=False,
-                         affine_b=cg, affine="channel")
-
-    rows = _Rows("group", groups=num_groups)
-    x, mean, rstd = _stats_for(input, view, rows, eps, None, True)
-    bias = torch.zeros((c,), dtype=weight.dtype if weight is not None else input.dtype, device=input.device)
-    return _backward(rows, x, grad_output, weight, bias, mean, rstd, training=True, relu=False, want_dx=True,
-                     want_w=weight is not None, want_b=True)
+    return _standalone(_group_view(input.dim(), num_groups, c // num_groups),
+                       _GradSpec(_instance_view(input.dim()), c // num_groups), grad_output, input, weight, None,
+                       True, eps, (c,))
 
 
 def layer_norm_backward(grad_output, input, normalized_shape, weight=None, eps=1e-5):
-    """(dx, dweight, dbias) of :func:`layer_norm`."""
-    _grad_checks(grad_output, input)
+    """(dx, dweight, dbias) of :func:`layer_norm` (dweight/dbias shaped like ``normalized_shape``)."""
+    _common.check_tensor(input, "input")
+    _scalars(0.0, eps)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(shape)
-    if input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
+    if not shape or input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
         raise ValueError(f"normalized_shape={shape} does not match the trailing dimensions of input shape "
                          f"{tuple(input.shape)}")
     _param(weight, "weight", shape, input)
-    lead, trail = list(range(input.dim() - k)), list(range(input.dim() - k, input.dim()))
-    rows = _Rows("layer", trail=k)
-    x, mean, rstd = _stats_for(input, lambda t: _row_view(t, lead, trail, merge_rows=True, affine_b=0,
-                                                          affine="flat"), rows, eps, None, True)
-    bias = torch.zeros(shape, dtype=weight.dtype if weight is not None else input.dtype, device=input.device)
-    return _backward(rows, x, grad_output, weight, bias, mean, rstd, training=True, relu=False, want_dx=True,
-                     want_w=weight is not None, want_b=True)
+    view_of = _layer_view(input.dim(), k)
+    return _standalone(view_of, _GradSpec(view_of, per_row=False), grad_output, input, weight, None, True, eps,
+                       shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -575,14 +642,15 @@ def min_bytes(op: str, geom: NormGeometry, itemsize: int) -> int:
 def _spec(name, fn, names, ptrs, constexprs, num_warps, default, floats=()):
     sig = {n: ptrs.get(n, "fp32" if n in floats else "i32") for n in names.split()}
     sig.update({k: "constexpr" for k in constexprs})
-    return StaticSpec(name, fn, sig, constexprs, num_warps, 1, default, divisible_by_16=tuple(ptrs))
+    return StaticSpec(name, fn, sig, constexprs, num_warps, 1, default,
+                      divisible_by_16=tuple(p for p in ptrs if p in sig))
 
 
 def static_specs() -> list[StaticSpec]:
     """The default configs (NCHW and channels_last) of the statistics and normalize kernels in fp32,
     fp16 and bf16; every other config and the other constexpr variants (evaluation mode, 64-bit
-    offsets) once, in fp16; both finalize variants.  Unit stride on the elements, or on the rows
-    for the channels_last configs."""
+    offsets) once, in fp16; both finalize variants; the backward kernels likewise (see below).
+    Unit stride on the elements, or on the rows for the channels_last configs."""
     specs = []
     stats_names = "x_ptr part_ptr A B I J sa sb si sj chunk splits"
     norm_names = "x_ptr y_ptr stats_ptr mean_ptr var_ptr w_ptr bias_ptr A B I J sa sb si sj wb wi wj eps"
@@ -615,22 +683,52 @@ def static_specs() -> list[StaticSpec]:
     for running in (True, False):
         specs.append(_spec(f"norm.finalize/fp16/B64-w2-running{int(running)}", _finalize_kernel, names, ptrs,
                            dict(HAS_RUNNING=running, INT64=not running, BLOCK_B=64), 2, True, floats=("momentum",)))
-    # backward: the row kernel with the tiles a batch norm (P=1, long rows), a group norm (32
-    # channels x 56x56) and a layer norm (P = row, Q = 1) launch, training with the fused ReLU and
-    # every gradient, in each dtype; evaluation mode once; the column sum
-    grad_names = "x_ptr dy_ptr dx_ptr mean_ptr rstd_ptr w_ptr b_ptr t_ptr R P Q G_MOD"
+    # backward, on the forward's default tiles (NCHW: unit element stride; channels_last: unit
+    # row stride): the split sums and the dx kernel in training with the fused ReLU and a weight
+    # per channel row (wb = 1) in each dtype; the layer view (weighted sums, flat weight wj = 1,
+    # its parameter kernel) and evaluation mode with 64-bit offsets once, in fp16; the two
+    # finalizing kernels (per-row means, per-parameter column sums)
+    sums_names = "x_ptr dy_ptr y_ptr w_ptr stats_ptr mean_ptr var_ptr part_ptr A B I J sa sb si sj wb wi wj CG eps " \
+                 "chunk splits"
+    dx_names = "x_ptr dy_ptr y_ptr dx_ptr w_ptr stats_ptr mean_ptr var_ptr means_ptr A B I J sa sb si sj wb wi wj " \
+               "CG eps"
+    layer_names = "x_ptr dy_ptr y_ptr stats_ptr part_ptr A B I J sa sb si sj wi wj eps rows_per_split splits"
     for dt in ("fp32", "fp16", "bf16"):
-        ptrs = {"x_ptr": f"*{dt}", "dy_ptr": f"*{dt}", "dx_ptr": f"*{dt}", "mean_ptr": "*fp32", "rstd_ptr": "*fp32",
-                "w_ptr": f"*{dt}", "b_ptr": f"*{dt}", "t_ptr": "*fp32"}
-        for label, bp, bq, extra in (("batch", 1, 1024, {"P": 1}), ("group", 1, 1024, {}), ("layer", 1024, 1, {"Q": 1})):
-            ce = dict(TRAINING=True, HAS_W=True, RELU=True, WANT_DX=True, WANT_PARAMS=True, INT64=False,
-                      BLOCK_P=bp, BLOCK_Q=bq, **extra)
-            specs.append(_spec(f"norm.grad_rows/{dt}/{label}-P{bp}-Q{bq}", _norm_grad_rows_kernel, grad_names, ptrs,
-                               ce, 4, True))
-        if dt == "fp16":
-            ce = dict(TRAINING=False, HAS_W=True, RELU=False, WANT_DX=True, WANT_PARAMS=False, INT64=True,
-                      BLOCK_P=1, BLOCK_Q=1024, P=1)
-            specs.append(_spec(f"norm.grad_rows/{dt}/eval-i64", _norm_grad_rows_kernel, grad_names, ptrs, ce, 4, False))
-    specs.append(_spec("norm.column_sum/fp16/B256", _column_sum_kernel, "t_ptr out_ptr rows cols",
-                       {"t_ptr": "*fp32", "out_ptr": "*fp16"}, dict(INT64=False, BLOCK=256), 4, True))
+        ptrs = {n: f"*{dt}" for n in ("x_ptr", "dy_ptr", "y_ptr", "dx_ptr", "w_ptr")}
+        ptrs.update({n: "*fp32" for n in ("stats_ptr", "mean_ptr", "var_ptr", "part_ptr", "means_ptr")})
+        for cfg in (CONFIGS[0], CONFIGS[3]):
+            tile = dict(BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, wb=1,
+                        **({"sb": 1} if cfg.block_b >= 32 else {"sj": 1}))
+            ce = dict(RUNNING=False, WEIGHTED=False, RELU=True, INT64=False, **tile)
+            specs.append(_spec(f"norm.grad_sums/{dt}/{cfg}", _grad_sums_kernel, sums_names, ptrs, ce, cfg.num_warps,
+                               True, floats=("eps",)))
+            ce = dict(RUNNING=False, HAS_W=True, RELU=True, INT64=False, **tile)
+            specs.append(_spec(f"norm.grad_dx/{dt}/{cfg}", _grad_dx_kernel, dx_names, ptrs, ce, cfg.num_warps, True,
+                               floats=("eps",)))
+        if dt != "fp16":
+            continue
+        for cfg in (CONFIGS[0], CONFIGS[2]):  # layer norm: long and short rows
+            tile = dict(BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, sj=1)
+            ce = dict(RUNNING=False, WEIGHTED=True, RELU=False, INT64=False, wj=1, **tile)
+            specs.append(_spec(f"norm.grad_sums/{dt}/{cfg}-layer", _grad_sums_kernel, sums_names, ptrs, ce,
+                               cfg.num_warps, False, floats=("eps",)))
+            ce = dict(RELU=False, INT64=False, wj=1, **tile)
+            specs.append(_spec(f"norm.layer_param_grad/{dt}/{cfg}", _layer_param_grad_kernel, layer_names, ptrs, ce,
+                               cfg.num_warps, cfg == CONFIGS[0], floats=("eps",)))
+        cfg = CONFIGS[0]
+        tile = dict(BLOCK_B=cfg.block_b, BLOCK_E=cfg.block_e, wb=1, sj=1)
+        ce = dict(RUNNING=True, WEIGHTED=False, RELU=False, INT64=True, **tile)
+        specs.append(_spec(f"norm.grad_sums/{dt}/{cfg}-eval-i64", _grad_sums_kernel, sums_names, ptrs, ce,
+                           cfg.num_warps, False, floats=("eps",)))
+        ce = dict(RUNNING=True, HAS_W=True, RELU=False, INT64=True, **tile)
+        specs.append(_spec(f"norm.grad_dx/{dt}/{cfg}-eval-i64", _grad_dx_kernel, dx_names, ptrs, ce, cfg.num_warps,
+                           False, floats=("eps",)))
+    for has_w in (True, False):
+        specs.append(_spec(f"norm.finalize_grad_means/fp16/B64-w2-w{int(has_w)}", _grad_means_kernel,
+                           "part_ptr w_ptr means_ptr A B CG splits count",
+                           {"part_ptr": "*fp32", "w_ptr": "*fp16", "means_ptr": "*fp32"},
+                           dict(HAS_W=has_w, INT64=False, BLOCK=64), 2, True, floats=("count",)))
+    for dt in ("fp32", "fp16"):
+        specs.append(_spec(f"norm.finalize_param_sums/{dt}/B256-w4", _column_sum_kernel, "t_ptr out_ptr rows cols",
+                           {"t_ptr": "*fp32", "out_ptr": f"*{dt}"}, dict(INT64=False, BLOCK=256), 4, True))
     return specs

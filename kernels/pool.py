@@ -17,6 +17,14 @@ few compares or adds, so a kernel is judged by the DRAM bytes it moves (:func:`m
   owns BLOCK_C channels of one image and streams the H*W plane in [BLOCK_C, BLOCK_HW] tiles,
   wide along HW for NCHW and wide along C for channels_last.
 
+Backward (``*_backward`` launchers, kernels in :mod:`._pool_grad_kernels`): gathers, no atomics:
+a program owns BLOCK input elements and visits the windows that can hold each one (max pooling
+adds dy where the forward's saved index is the element's own, so ties and NaN follow the
+forward; average pooling divides by the forward's own divisor, one shared jit helper).  Every
+pool is differentiable: a ``torch.autograd.Function`` per op, entered only when
+``_common.needs_grad`` says a gradient is wanted (the no-grad path is the plain launch), saving
+the indices (max) or nothing (average) besides the input's shape and layout.
+
 1-D pools run the 2-D kernels on an (N, C, 1, L) view.  Layouts: NCHW and channels_last via
 strides; the output (and indices) follow the input's memory format.  fp32/fp16/bf16, fp32
 arithmetic (max pooling is exact in any dtype).  64-bit offsets when ``_common.needs_int64``.
@@ -44,7 +52,8 @@ from ._pool_kernels import _adaptive_avg_kernel, _avg_pool_kernel, _global_avg_k
 from ._static_spec import StaticSpec
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "max_pool1d", "avg_pool1d",
-           "adaptive_avg_pool1d", "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward"]
+           "adaptive_avg_pool1d", "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward",
+           "max_pool1d_backward", "avg_pool1d_backward", "adaptive_avg_pool1d_backward"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,7 +213,7 @@ def _adaptive_forward(x, oh: int, ow: int, config, unbatched: bool = False) -> t
     if y.numel() == 0:  # an empty batch or no channels: nothing to launch
         return y.squeeze(0) if unbatched else y
     if h == 0 or w == 0:
-        raise ValueError(f"adaptive_avg_pool2d needs a non-empty H x W, got input shape {tuple(input.shape)}")
+        raise ValueError(f"adaptive_avg_pool2d needs a non-empty H x W, got input shape {tuple(x.shape)}")
     int64 = _common.needs_int64(x, y)
     if (oh, ow) == (1, 1):
         if h > 1 and w > 1 and x.stride(2) != w * x.stride(3):  # the plane must flatten to one stride
@@ -273,10 +282,11 @@ def _check_grad(grad_output, input, out_shape, what: str):
                          f"got {tuple(grad_output.shape)}")
 
 
-def _grad_buffer(dy, x, config):
-    """The input gradient buffer (x's shape and memory format), and the launch config; None
-    config when there is nothing to launch (the buffer is then already final)."""
-    dx = _common.empty_output(tuple(x.shape), x)
+def _grad_buffer(dy, shape, channels_last: bool, config):
+    """The input gradient buffer (the input's shape and memory format, dy's dtype and device) and
+    the launch config; None config when there is nothing to launch (the buffer is then final)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    dx = _common.empty_output(tuple(shape), dy, memory_format=fmt)
     if dx.numel() == 0:
         return dx, None
     if dy.numel() == 0:
@@ -284,74 +294,150 @@ def _grad_buffer(dy, x, config):
     return dx, _config(config, CONFIGS, default_config(dx.numel()))
 
 
-def _grad_meta(x, dy, cfg) -> dict:
-    return dict(CHANNELS_LAST=_common.is_channels_last(x), INT64=_common.needs_int64(x, dy), BLOCK=cfg.block,
+def _grad_meta(dx, dy, channels_last: bool, cfg) -> dict:
+    return dict(CHANNELS_LAST=channels_last, INT64=_common.needs_int64(dx, dy), BLOCK=cfg.block,
                 num_warps=cfg.num_warps)
+
+
+def _max_grad(dy, idx, g: PoolGeometry, shape, channels_last: bool, config):
+    dx, cfg = _grad_buffer(dy, shape, channels_last, config)
+    if cfg is not None:
+        _max_pool_grad_kernel[(triton.cdiv(dx.numel(), cfg.block),)](
+            dy, idx, dx, dx.numel(), g.c, g.h, g.w, g.p, g.q, *dx.stride(), *dy.stride(), *idx.stride(),
+            *g.stride, *g.padding, *g.dilation, KH=g.kernel[0], KW=g.kernel[1],
+            **_grad_meta(dx, dy, channels_last, cfg))
+    return dx
+
+
+def _avg_grad(dy, g: PoolGeometry, options, shape, channels_last: bool, config):
+    count_include_pad, divisor_override = options
+    dx, cfg = _grad_buffer(dy, shape, channels_last, config)
+    if cfg is not None:
+        _avg_pool_grad_kernel[(triton.cdiv(dx.numel(), cfg.block),)](
+            dy, dx, dx.numel(), g.c, g.h, g.w, g.p, g.q, *dx.stride(), *dy.stride(),
+            *g.stride, *g.padding, divisor_override or 0, KH=g.kernel[0], KW=g.kernel[1],
+            COUNT_INCLUDE_PAD=bool(count_include_pad), HAS_DIVISOR=divisor_override is not None,
+            **_grad_meta(dx, dy, channels_last, cfg))
+    return dx
+
+
+def _adaptive_grad(dy, shape, channels_last: bool, config):
+    n, c, h, w = shape
+    oh, ow = dy.shape[2], dy.shape[3]
+    dx, cfg = _grad_buffer(dy, shape, channels_last, config)
+    if cfg is not None:
+        _adaptive_avg_grad_kernel[(triton.cdiv(dx.numel(), cfg.block),)](
+            dy, dx, dx.numel(), c, h, w, oh, ow, triton.cdiv(oh, h) + 1, triton.cdiv(ow, w) + 1,
+            *dx.stride(), *dy.stride(), **_grad_meta(dx, dy, channels_last, cfg))
+    return dx
+
+
+def _grad_operands(spatial: int, input, grad_output, indices=None):
+    """The operands of a public backward launcher as (N, C, H, W) tensors (unbatched ones gain a
+    batch dimension, 1-D ones a unit H) and the function that undoes this on the gradient."""
+    _common.check_tensor(input, "input")
+    _common.check_tensor(grad_output, "grad_output")
+    if indices is not None:
+        _common.check_tensor(indices, "indices", dtypes=(torch.int64,))
+    if input.dim() not in (spatial + 1, spatial + 2):
+        names = "(N, C, H, W) or (C, H, W)" if spatial == 2 else "(N, C, L) or (C, L)"
+        raise ValueError(f"input must be {names}, got shape {tuple(input.shape)}")
+    for t, name in ((grad_output, "grad_output"), (indices, "indices")):
+        if t is not None and t.dim() != input.dim():
+            raise ValueError(f"{name} must be {input.dim()}-D like input, got shape {tuple(t.shape)}")
+    unbatched = input.dim() == spatial + 1
+
+    def lift(t):
+        if t is None:
+            return None
+        t = t.unsqueeze(0) if unbatched else t
+        return t.unsqueeze(2) if spatial == 1 else t
+
+    def lower(dx):
+        dx = dx.squeeze(2) if spatial == 1 else dx
+        return dx.squeeze(0) if unbatched else dx
+
+    return lift(input), lift(grad_output), lift(indices), lower
 
 
 def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False, *, config: PoolConfig | None = None) -> torch.Tensor:
-    """The input gradient of :func:`max_pool2d`: ``grad_output`` added where ``indices`` (the
-    forward's, ``h * W + w``) point, each input gradient gathered in a fixed order."""
-    g = PoolGeometry.from_args(_stand_in(tuple(input.shape)), kernel_size, stride, padding, dilation, ceil_mode)
-    _check_grad(grad_output, input, (input.shape[0], *g.output_shape[1:]), "max_pool2d")
-    _common.check_tensor(indices, "indices", ndim=4, dtypes=(torch.int64,))
-    if indices.shape != grad_output.shape:
-        raise ValueError(f"indices must have grad_output's shape {tuple(grad_output.shape)}, got {tuple(indices.shape)}")
-    dx, cfg = _grad_buffer(grad_output, input, config)
-    if cfg is not None:
-        _max_pool_grad_kernel[(triton.cdiv(dx.numel(), cfg.block),)](
-            grad_output, indices, dx, dx.numel(), g.c, g.h, g.w, g.p, g.q, *dx.stride(), *grad_output.stride(),
-            *indices.stride(), *g.stride, *g.padding, *g.dilation, KH=g.kernel[0], KW=g.kernel[1],
-            **_grad_meta(input, grad_output, cfg))
-    return dx
+    """The input gradient of :func:`max_pool2d` for (N, C, H, W) or (C, H, W) ``input``:
+    ``grad_output`` added where ``indices`` (the forward's, ``h * W + w``) point.  A gather: each
+    input element visits the windows that can hold it, in a fixed order (no atomics)."""
+    x, dy, idx, lower = _grad_operands(2, input, grad_output, indices)
+    g = PoolGeometry.from_args(_stand_in(tuple(x.shape)), kernel_size, stride, padding, dilation, ceil_mode)
+    _check_grad(dy, x, (x.shape[0], *g.output_shape[1:]), "max_pool2d")
+    if idx.shape != dy.shape:
+        raise ValueError(f"indices must have grad_output's shape {tuple(grad_output.shape)}, "
+                         f"got {tuple(indices.shape)}")
+    return lower(_max_grad(dy, idx, g, x.shape, _common.is_channels_last(x), config))
 
 
 def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None, *,
                         config: PoolConfig | None = None) -> torch.Tensor:
-    """The input gradient of :func:`avg_pool2d`: each input gathers ``dy / divisor`` of every
-    window holding it, with the forward's divisor rule."""
+    """The input gradient of :func:`avg_pool2d` for (N, C, H, W) or (C, H, W) ``input``: each
+    input element gathers ``dy / divisor`` of every window holding it (the forward's divisor)."""
+    x, dy, _, lower = _grad_operands(2, input, grad_output)
     check_divisor_override(divisor_override)
-    g = PoolGeometry.from_args(_stand_in(tuple(input.shape)), kernel_size, stride, padding, 1, ceil_mode)
-    _check_grad(grad_output, input, (input.shape[0], *g.output_shape[1:]), "avg_pool2d")
-    dx, cfg = _grad_buffer(grad_output, input, config)
-    if cfg is not None:
-        _avg_pool_grad_kernel[(triton.cdiv(dx.numel(), cfg.block),)](
-            grad_output, dx, dx.numel(), g.c, g.h, g.w, g.p, g.q, *dx.stride(), *grad_output.stride(),
-            *g.stride, *g.padding, divisor_override or 0, KH=g.kernel[0], KW=g.kernel[1],
-            COUNT_INCLUDE_PAD=bool(count_include_pad), HAS_DIVISOR=divisor_override is not None,
-            **_grad_meta(input, grad_output, cfg))
-    return dx
+    g = PoolGeometry.from_args(_stand_in(tuple(x.shape)), kernel_size, stride, padding, 1, ceil_mode)
+    _check_grad(dy, x, (x.shape[0], *g.output_shape[1:]), "avg_pool2d")
+    return lower(_avg_grad(dy, g, (bool(count_include_pad), divisor_override), x.shape,
+                           _common.is_channels_last(x), config))
 
 
 def adaptive_avg_pool2d_backward(grad_output, input, *, config: PoolConfig | None = None) -> torch.Tensor:
-    """The input gradient of :func:`adaptive_avg_pool2d` (the 1x1 global case included): each
-    input gathers ``dy / window size`` of the (at most ceil(OH/H) + 1 per axis) windows holding it."""
-    _common.check_tensor(grad_output, "grad_output", ndim=4)
-    _common.check_tensor(input, "input", ndim=4)
-    n, c, h, w = input.shape
-    oh, ow = grad_output.shape[2], grad_output.shape[3]
-    _check_grad(grad_output, input, (n, c, oh, ow), "adaptive_avg_pool2d")
-    if h == 0 or w == 0:
-        return _common.empty_output(tuple(input.shape), input)
-    dx, cfg = _grad_buffer(grad_output, input, config)
-    if cfg is not None:
-        _adaptive_avg_grad_kernel[(triton.cdiv(dx.numel(), cfg.block),)](
-            grad_output, dx, dx.numel(), c, h, w, oh, ow, triton.cdiv(oh, h) + 1, triton.cdiv(ow, w) + 1,
-            *dx.stride(), *grad_output.stride(), **_grad_meta(input, grad_output, cfg))
-    return dx
+    """The input gradient of :func:`adaptive_avg_pool2d` (output size: grad_output's; the 1x1
+    global case included): each input element gathers ``dy / window size`` of the windows
+    holding it (at most ceil(OH/H) + 1 per axis, from floor(h*OH/H) on)."""
+    x, dy, _, lower = _grad_operands(2, input, grad_output)
+    n, c, h, w = x.shape
+    _check_grad(dy, x, (n, c, *dy.shape[2:]), "adaptive_avg_pool2d")
+    if dy.shape[2] == 0 or dy.shape[3] == 0:
+        raise ValueError(f"grad_output must have a non-empty output size, got shape {tuple(grad_output.shape)}")
+    if x.numel() and (h == 0 or w == 0):
+        raise ValueError(f"adaptive_avg_pool2d needs a non-empty H x W, got input shape {tuple(input.shape)}")
+    return lower(_adaptive_grad(dy, x.shape, _common.is_channels_last(x), config))
+
+
+def max_pool1d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, *, config: PoolConfig | None = None) -> torch.Tensor:
+    """The input gradient of :func:`max_pool1d` (indices are positions along L): the 2-D gather
+    over an (N, C, 1, L) view."""
+    x, dy, idx, lower = _grad_operands(1, input, grad_output, indices)
+    g = PoolGeometry.from_args_1d(_stand_in((x.shape[0], x.shape[1], x.shape[3])), kernel_size, stride, padding,
+                                  dilation, ceil_mode)
+    return lower(max_pool2d_backward(dy, x, idx, g.kernel, g.stride, g.padding, g.dilation, ceil_mode,
+                                     config=config))
+
+
+def avg_pool1d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, *, config: PoolConfig | None = None) -> torch.Tensor:
+    """The input gradient of :func:`avg_pool1d` over an (N, C, 1, L) view."""
+    x, dy, _, lower = _grad_operands(1, input, grad_output)
+    g = PoolGeometry.from_args_1d(_stand_in((x.shape[0], x.shape[1], x.shape[3])), kernel_size, stride, padding, 1,
+                                  ceil_mode)
+    return lower(avg_pool2d_backward(dy, x, g.kernel, g.stride, g.padding, ceil_mode, count_include_pad,
+                                     config=config))
+
+
+def adaptive_avg_pool1d_backward(grad_output, input, *, config: PoolConfig | None = None) -> torch.Tensor:
+    """The input gradient of :func:`adaptive_avg_pool1d` over an (N, C, 1, L) view."""
+    x, dy, _, lower = _grad_operands(1, input, grad_output)
+    return lower(adaptive_avg_pool2d_backward(dy, x, config=config))
 
 
 class _MaxPoolFunction(torch.autograd.Function):
-    """Max pooling that always keeps its indices for the backward (marked non-differentiable)."""
+    """Max pooling that always keeps its indices for the backward (marked non-differentiable);
+    saves only them and the input's shape and layout."""
 
     @staticmethod
     def forward(ctx, x, g: PoolGeometry, config):
         y, idx = _window_launch(x, g, kind="max", config=config, return_indices=True)
         ctx.g, ctx.config = g, config
+        ctx.shape, ctx.channels_last = tuple(x.shape), _common.is_channels_last(x)
         ctx.save_for_backward(idx)
-        ctx.x_meta = (tuple(x.shape), x.dtype, x.device, _common.memory_format_of(x))
         ctx.mark_non_differentiable(idx)
         return y, idx
 
@@ -359,47 +445,39 @@ class _MaxPoolFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy, _didx):
         (idx,) = ctx.saved_tensors
-        g = ctx.g
-        like = _like(ctx.x_meta)
-        return max_pool2d_backward(dy, like, idx, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode,
-                                   config=ctx.config), None, None
+        return _max_grad(dy, idx, ctx.g, ctx.shape, ctx.channels_last, ctx.config), None, None
 
 
 class _AvgPoolFunction(torch.autograd.Function):
+    """Average pooling; saves no tensor (the backward needs only the geometry and the options)."""
+
     @staticmethod
     def forward(ctx, x, g: PoolGeometry, options, config):
         count_include_pad, divisor_override = options
         y, _ = _window_launch(x, g, kind="avg", config=config, count_include_pad=count_include_pad,
                               divisor_override=divisor_override)
         ctx.g, ctx.options, ctx.config = g, options, config
-        ctx.x_meta = (tuple(x.shape), x.dtype, x.device, _common.memory_format_of(x))
+        ctx.shape, ctx.channels_last = tuple(x.shape), _common.is_channels_last(x)
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy):
-        g, (cip, div) = ctx.g, ctx.options
-        return avg_pool2d_backward(dy, _like(ctx.x_meta), g.kernel, g.stride, g.padding, g.ceil_mode, cip, div,
-                                   config=ctx.config), None, None, None
+        return _avg_grad(dy, ctx.g, ctx.options, ctx.shape, ctx.channels_last, ctx.config), None, None, None
 
 
 class _AdaptiveAvgFunction(torch.autograd.Function):
+    """Adaptive average pooling (global included); saves no tensor."""
+
     @staticmethod
     def forward(ctx, x, size, config):
-        ctx.x_meta = (tuple(x.shape), x.dtype, x.device, _common.memory_format_of(x))
+        ctx.shape, ctx.channels_last = tuple(x.shape), _common.is_channels_last(x)
         return _adaptive_forward(x, size[0], size[1], config)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy):
-        return adaptive_avg_pool2d_backward(dy, _like(ctx.x_meta)), None, None
-
-
-def _like(meta) -> torch.Tensor:
-    """A stand-in for the forward's input: its shape, dtype, device and memory format, no data
-    (the pool backwards read only those), so no activation is kept alive for the backward (only an uninitialised buffer is allocated)."""
-    shape, dtype, device, fmt = meta
-    return torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
+        return _adaptive_grad(dy, ctx.shape, ctx.channels_last, None), None, None
 
 
 # --------------------------------------------------------------------------------------------

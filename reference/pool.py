@@ -27,7 +27,8 @@ from .geometry import PoolGeometry, adaptive_windows, check_divisor_override, pa
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
            "max_pool1d", "avg_pool1d", "adaptive_avg_pool1d",
-           "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward"]
+           "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward",
+           "max_pool1d_backward", "avg_pool1d_backward", "adaptive_avg_pool1d_backward"]
 
 
 def _batched(input, spatial: int) -> tuple[np.ndarray, bool]:
@@ -193,16 +194,34 @@ def adaptive_avg_pool1d(input, output_size) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------
 # backward: the adjoints of the forwards above (each output gradient goes back to the taps that
-# made its output), for batched (N, C, H, W) input
+# made its output).  ``input`` is the forward's input or just its shape, batched or not; the
+# 1-D forms run the 2-D ones over an (N, C, 1, L) view.
 # ----------------------------------------------------------------------------------------------
-def _grad_inputs(grad_output, input, g_shape) -> tuple[np.ndarray, tuple]:
-    dy = as_f64(grad_output, "grad_output")
+def _shape_of(input, spatial: int) -> tuple[tuple[int, ...], bool]:
+    """The forward input's (N, C, H, W) shape (a unit H for 1-D) and whether it was unbatched."""
     shape = tuple(int(v) for v in (input.shape if hasattr(input, "shape") else input))
-    if len(shape) != 4:
-        raise ValueError(f"input must be (N, C, H, W), got shape {shape}")
-    if dy.shape != tuple(g_shape):
-        raise ValueError(f"grad_output must have shape {tuple(g_shape)}, got {dy.shape}")
-    return dy, shape
+    if len(shape) == spatial + 1:
+        shape, unbatched = (1, *shape), True
+    elif len(shape) == spatial + 2:
+        unbatched = False
+    else:
+        names = "(N, C, H, W) or (C, H, W)" if spatial == 2 else "(N, C, L) or (C, L)"
+        raise ValueError(f"input must be {names}, got shape {shape}")
+    return ((shape[0], shape[1], 1, shape[2]) if spatial == 1 else shape), unbatched
+
+
+def _as_grid(value, name: str, unbatched: bool, spatial: int, dtype=np.float64) -> np.ndarray:
+    """grad_output (or indices) as an (N, C, P, Q) array matching :func:`_shape_of`."""
+    a = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    a = a.astype(dtype) if dtype is np.int64 else as_f64(a, name)
+    if unbatched:
+        a = a[None]
+    return a[:, :, None, :] if spatial == 1 and a.ndim == 3 else a
+
+
+def _finish(dx: np.ndarray, unbatched: bool, spatial: int) -> np.ndarray:
+    dx = dx[:, :, 0, :] if spatial == 1 else dx
+    return dx[0] if unbatched else dx
 
 
 def _scatter(shape, contributions) -> np.ndarray:
@@ -214,16 +233,12 @@ def _scatter(shape, contributions) -> np.ndarray:
     return dx
 
 
-def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False) -> np.ndarray:
-    """The input gradient of ``max_pool2d``: each output gradient added at the input position
-    its (saved, ``h * W + w``) index names.  ``input``: the forward's input (or its shape)."""
-    shape = tuple(int(v) for v in (input.shape if hasattr(input, "shape") else input))
-    g = PoolGeometry.from_args(shape, kernel_size, stride, padding, dilation, ceil_mode)
-    dy, shape = _grad_inputs(grad_output, input, g.output_shape)
-    idx = np.asarray(indices.detach().cpu() if hasattr(indices, "detach") else indices, dtype=np.int64)
-    if idx.shape != dy.shape:
-        raise ValueError(f"indices must have shape {dy.shape}, got {idx.shape}")
+def _check_shape(a: np.ndarray, want, name: str) -> None:
+    if a.shape != tuple(want):
+        raise ValueError(f"{name} must have shape {tuple(want)}, got {a.shape}")
+
+
+def _max_grad(dy: np.ndarray, idx: np.ndarray, shape) -> np.ndarray:
     n, c, h, w = shape
     dx = np.zeros(n * c * h * w)
     planes = (np.arange(n * c) * h * w).reshape(n, c, 1, 1)
@@ -231,28 +246,17 @@ def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, p
     return dx.reshape(shape)
 
 
-def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None) -> np.ndarray:
-    """The input gradient of ``avg_pool2d``: ``dy / divisor`` spread over each window's in-bounds taps."""
-    check_divisor_override(divisor_override)
-    shape = tuple(int(v) for v in (input.shape if hasattr(input, "shape") else input))
-    g = PoolGeometry.from_args(shape, kernel_size, stride, padding, 1, ceil_mode)
-    dy, shape = _grad_inputs(grad_output, input, g.output_shape)
+def _avg_grad(dy: np.ndarray, g: PoolGeometry, count_include_pad: bool, divisor_override) -> np.ndarray:
     (kh, kw), (sh, sw), (ph, pw) = g.kernel, g.stride, g.padding
     hs, ws = np.arange(g.p) * sh - ph, np.arange(g.q) * sw - pw
     divisor, empty = _avg_divisor(g, hs, ws, count_include_pad, divisor_override)
     scaled = np.where(empty, 0.0, dy / np.where(empty, 1.0, divisor))
     col_taps = list(_taps(ws, g.w, kw, 1))
-    return _scatter(shape, ((rows, cols, np.where(row_ok[:, None] & col_ok[None, :], scaled, 0.0))
-                            for rows, row_ok in _taps(hs, g.h, kh, 1) for cols, col_ok in col_taps))
+    return _scatter((g.n, g.c, g.h, g.w), ((rows, cols, np.where(row_ok[:, None] & col_ok[None, :], scaled, 0.0))
+                                           for rows, row_ok in _taps(hs, g.h, kh, 1) for cols, col_ok in col_taps))
 
 
-def adaptive_avg_pool2d_backward(grad_output, input) -> np.ndarray:
-    """The input gradient of ``adaptive_avg_pool2d``: ``dy / window size`` over each window."""
-    shape = tuple(int(v) for v in (input.shape if hasattr(input, "shape") else input))
-    dy = as_f64(grad_output, "grad_output")
-    if dy.ndim != 4 or dy.shape[:2] != shape[:2]:
-        raise ValueError(f"grad_output must be (N, C, OH, OW) for input {shape}, got {dy.shape}")
+def _adaptive_grad(dy: np.ndarray, shape) -> np.ndarray:
     oh, ow = dy.shape[2:]
     h0, h1, kh = _window_arrays(shape[2], oh)
     w0, w1, kw = _window_arrays(shape[3], ow)
@@ -265,3 +269,69 @@ def adaptive_avg_pool2d_backward(grad_output, input) -> np.ndarray:
             parts.append((np.minimum(rows, shape[2] - 1), np.minimum(cols, shape[3] - 1),
                           np.where(row_ok[:, None] & col_ok[None, :], scaled, 0.0)))
     return _scatter(shape, parts)
+
+
+def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False) -> np.ndarray:
+    """The input gradient of ``max_pool2d``: each output gradient added at the input position its
+    saved index (``h * W + w``, from the forward with ``return_indices=True``) names."""
+    shape, unbatched = _shape_of(input, 2)
+    g = PoolGeometry.from_args(shape, kernel_size, stride, padding, dilation, ceil_mode)
+    dy = _as_grid(grad_output, "grad_output", unbatched, 2)
+    idx = _as_grid(indices, "indices", unbatched, 2, np.int64)
+    _check_shape(dy, g.output_shape, "grad_output")
+    _check_shape(idx, g.output_shape, "indices")
+    return _finish(_max_grad(dy, idx, shape), unbatched, 2)
+
+
+def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None) -> np.ndarray:
+    """The input gradient of ``avg_pool2d``: ``dy / divisor`` spread over each window's in-bounds
+    taps (an empty ``ceil_mode`` edge window, which outputs 0, gives nothing back)."""
+    check_divisor_override(divisor_override)
+    shape, unbatched = _shape_of(input, 2)
+    g = PoolGeometry.from_args(shape, kernel_size, stride, padding, 1, ceil_mode)
+    dy = _as_grid(grad_output, "grad_output", unbatched, 2)
+    _check_shape(dy, g.output_shape, "grad_output")
+    return _finish(_avg_grad(dy, g, bool(count_include_pad), divisor_override), unbatched, 2)
+
+
+def adaptive_avg_pool2d_backward(grad_output, input) -> np.ndarray:
+    """The input gradient of ``adaptive_avg_pool2d`` (the output size is grad_output's):
+    ``dy / window size`` over each window."""
+    shape, unbatched = _shape_of(input, 2)
+    dy = _as_grid(grad_output, "grad_output", unbatched, 2)
+    if dy.ndim != 4 or dy.shape[:2] != shape[:2] or 0 in dy.shape[2:]:
+        raise ValueError(f"grad_output must be (N, C, OH, OW) for input {shape}, got {dy.shape}")
+    return _finish(_adaptive_grad(dy, shape), unbatched, 2)
+
+
+def max_pool1d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False) -> np.ndarray:
+    """The input gradient of ``max_pool1d`` (indices are positions along L)."""
+    shape, unbatched = _shape_of(input, 1)
+    g = PoolGeometry.from_args_1d((shape[0], shape[1], shape[3]), kernel_size, stride, padding, dilation, ceil_mode)
+    dy = _as_grid(grad_output, "grad_output", unbatched, 1)
+    idx = _as_grid(indices, "indices", unbatched, 1, np.int64)
+    _check_shape(dy, g.output_shape, "grad_output")
+    _check_shape(idx, g.output_shape, "indices")
+    return _finish(_max_grad(dy, idx, shape), unbatched, 1)
+
+
+def avg_pool1d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True) -> np.ndarray:
+    """The input gradient of ``avg_pool1d``."""
+    shape, unbatched = _shape_of(input, 1)
+    g = PoolGeometry.from_args_1d((shape[0], shape[1], shape[3]), kernel_size, stride, padding, 1, ceil_mode)
+    dy = _as_grid(grad_output, "grad_output", unbatched, 1)
+    _check_shape(dy, g.output_shape, "grad_output")
+    return _finish(_avg_grad(dy, g, bool(count_include_pad), None), unbatched, 1)
+
+
+def adaptive_avg_pool1d_backward(grad_output, input) -> np.ndarray:
+    """The input gradient of ``adaptive_avg_pool1d``."""
+    shape, unbatched = _shape_of(input, 1)
+    dy = _as_grid(grad_output, "grad_output", unbatched, 1)
+    if dy.ndim != 4 or dy.shape[:2] != shape[:2] or 0 in dy.shape[2:]:
+        raise ValueError(f"grad_output must be (N, C, OL) for input {shape}, got {dy.shape}")
+    return _finish(_adaptive_grad(dy, shape), unbatched, 1)
