@@ -30,6 +30,10 @@ class StaticSpec:
     default: bool = False
     #: whether tensor-core instructions (HMMA/HGMMA) are expected in the SASS
     expect_tensor_cores: bool = False
+    #: where tensor cores are expected: whether sm_90 should run them as warpgroup MMA (wgmma,
+    #: SASS HGMMA).  Triton emits wgmma only for tiles of at least 64 rows (one warpgroup's M);
+    #: a smaller tile (a depthwise weight gradient's 16 x 16) runs mma.sync (HMMA) on sm_90 too
+    expect_wgmma: bool = True
     #: arguments a real launch sees as multiples of 16 (Triton's "D" specialization: pointers
     #: 16-byte aligned, integers divisible by 16); compile them with
     #: ``attrs={(fn.arg_names.index(a),): [["tt.divisibility", 16]]}`` or vectorized loads,

@@ -346,3 +346,18 @@ def test_no_grad_calls_build_no_graph():
     with torch.no_grad():
         assert kernels.conv2d(x, w).grad_fn is None
     assert kernels.conv2d(x.detach(), w.detach()).grad_fn is None
+
+
+def test_wgrad_static_specs_cover_every_config_and_dtype():
+    specs = wgrad.static_specs()
+    names = [s.name for s in specs]
+    assert len(names) == len(set(names))
+    gemm = [s for s in specs if s.fn is wgrad._wgrad_kernel]
+    assert {s.name.split("/")[-1] for s in gemm} == {str(c) for c in wgrad.CONFIGS}
+    for label in ("tf32", "fp16", "bf16"):  # a default per geometry (dense, depthwise) in every dtype
+        assert {s.name.split("/")[2] for s in gemm if s.default and f"/{label}/" in s.name} == {"dense", "dw"}
+    assert all(s.expect_tensor_cores for s in gemm)
+    # wgmma only where the tile has a warpgroup's 64 rows (test_static checks HGMMA vs HMMA on sm_90)
+    by_name = {str(c): c for c in wgrad.CONFIGS}
+    assert all(s.expect_wgmma == (by_name[s.name.split("/")[-1]].block_m >= 64) for s in gemm)
+    assert not any(s.expect_tensor_cores for s in specs if s not in gemm)

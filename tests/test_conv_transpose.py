@@ -175,9 +175,15 @@ def test_static_specs_cover_every_config_and_dtype():
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
     # every config at least once; one default per kernel path in every dtype
-    assert {n.split("/")[2] for n in names} == {str(c) for c in transpose.CONFIGS}
-    assert sum(s.default for s in specs) == 3 * 2  # fp32: tf32 on tl.dot, "ieee" on the FMA path
+    forward = [s for s in specs if s.name.startswith("conv.transpose/")]
+    assert {s.name.split("/")[2] for s in forward} == {str(c) for c in transpose.CONFIGS}
+    assert sum(s.default for s in forward) == 3 * 2  # fp32: tf32 on tl.dot, "ieee" on the FMA path
+    # the same phase kernel as the input gradient of a strided and a 1x1 convolution, every dtype
+    dgrad = [s for s in specs if s.name.startswith("conv.dgrad/")]
+    assert {tuple(s.name.split("/")[1:3]) for s in dgrad} == {
+        (dt, g) for dt in ("tf32", "fp16", "bf16") for g in ("3x3s2", "1x1s1")}
+    assert len(forward) + len(dgrad) == len(specs)
     for path, labels in (("dot", {"tf32", "fp16", "bf16"}), ("fma", {"fp32", "fp16", "bf16"})):
-        assert {s.name.split("/")[1] for s in specs if s.default and f"/{path}-" in s.name} == labels
+        assert {s.name.split("/")[1] for s in forward if s.default and f"/{path}-" in s.name} == labels
     # tensor cores expected exactly where tl.dot runs
     assert all(s.expect_tensor_cores == ("dot" in s.name) for s in specs)

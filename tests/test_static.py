@@ -52,10 +52,13 @@ def test_default_config_does_not_spill(results, name):
         assert not r.spills, f"default config spills: {_describe(r)}"
 
 
-@pytest.mark.parametrize("name", [s.name for s in TC_SPECS])
-def test_tensor_cores_where_expected(results, name):
-    r80, r90 = results[(name, "sm_80")], results[(name, "sm_90")]
+@pytest.mark.parametrize("spec", TC_SPECS, ids=lambda s: s.name)
+def test_tensor_cores_where_expected(results, spec):
+    r80, r90 = results[(spec.name, "sm_80")], results[(spec.name, "sm_90")]
     assert r80.mma.get("HMMA", 0) > 0, f"no HMMA on sm_80: {_describe(r80)}"
+    if not spec.expect_wgmma:  # a tile under one warpgroup's 64 rows: mma.sync on sm_90 as well
+        assert r90.mma.get("HMMA", 0) > 0 and not r90.mma.get("HGMMA"), f"expected HMMA only: {_describe(r90)}"
+        return
     assert r90.mma.get("HGMMA", 0) > 0, (
         f"no HGMMA (wgmma) on sm_90: {_describe(r90)}"
         + (" -- mma.sync only; wgmma needs num_warps a multiple of 4 and a 64-row tile per warpgroup"

@@ -69,6 +69,9 @@ CONFIGS: tuple[WgradConfig, ...] = (
     WgradConfig(64, 64, 64, 4, 3),   # 16-bit, long reductions
 )
 
+#: the smallest BLOCK_M Triton lowers to wgmma on sm_90 (smaller tiles take mma.sync there)
+WGMMA_MIN_ROWS = 64
+
 #: programs worth keeping in flight: two waves of an H200's 132 SMs
 TARGET_PROGRAMS = 264
 #: each split reduces at least this many BLOCK_T steps (fewer would cost more in partials than
@@ -305,7 +308,7 @@ def static_specs() -> list[StaticSpec]:
             dy = torch.empty(geom.output_shape, dtype=dtype, device="meta").to(memory_format=torch.channels_last)
             ws = torch.empty((4, geom.k, geom.c_per_group, geom.r, geom.s), dtype=torch.float32, device="meta")
             default = default_config(geom, dtype)
-            for cfg in configs(dtype):
+            for cfg in dict.fromkeys((default, *configs(dtype))):  # the default may lie outside the list
                 if cfg != default and (dtype != torch.float16 or geom is _SPEC_DEPTHWISE):
                     continue
                 _, args, meta = _launch_args(x, dy, ws, geom, cfg, precision, 4, 64, False)
@@ -315,6 +318,7 @@ def static_specs() -> list[StaticSpec]:
                     name=f"conv.wgrad/{label}/{'dw' if geom.groups > 1 else 'dense'}/{cfg}", fn=_wgrad_kernel,
                     signature=signature, constexprs=constexprs, num_warps=cfg.num_warps,
                     num_stages=cfg.num_stages, default=cfg == default, expect_tensor_cores=True,
+                    expect_wgmma=cfg.block_m >= WGMMA_MIN_ROWS,
                     divisible_by_16=divisible))
     specs.append(StaticSpec(
         name="conv.wgrad/split_sum/fp16", fn=_split_sum_kernel,
