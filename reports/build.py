@@ -11,6 +11,7 @@ from . import plots as plotting
 from .html import render_html
 from .markdown import render_markdown, render_text
 from .tables import all_tables, env_lines
+from .training import training_table
 
 
 @dataclass
@@ -21,12 +22,27 @@ class Report:
     text: str = ""
 
 
+def with_training(sections: dict, records) -> dict:
+    """The sections with the training-modes table after the algorithm comparison (when the run
+    has backward-mode cells)."""
+    table = training_table(records)
+    if table is None:
+        return sections
+    out = {}
+    for name, tables in sections.items():
+        out[name] = tables
+        if name == "algorithms":
+            out["training"] = [table]
+    out.setdefault("training", [table])
+    return out
+
+
 def write_report(out_dir: Path | str, records: list[Record] | None = None, env: dict | None = None, *,
                  with_plots: bool = True, title: str | None = None) -> Report:
     out_dir = Path(out_dir)
     if records is None or env is None:
         records, env = load_run(out_dir)
-    sections = all_tables(records)
+    sections = with_training(all_tables(records), records)
     lines = env_lines(env)
     files: list[str] = []
     if with_plots:

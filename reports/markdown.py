@@ -11,6 +11,7 @@ SECTION_TITLES = {
     "timing": "Timings per suite (p50, ms)",
     "speedup": "Speedup over the vendor baseline",
     "algorithms": "Algorithm comparison",
+    "training": "Training modes: fprop, dgrad, wgrad",
     "throughput": "Throughput and roofline",
     "accuracy": "Accuracy",
     "failures": "Failures",
@@ -57,7 +58,7 @@ def render_markdown(sections: dict[str, list[Table]], env_lines: list[str], plot
 
 
 def render_text(sections: dict[str, list[Table]], env_lines: list[str],
-                include=("summary", "timing", "algorithms", "accuracy", "failures")) -> str:
+                include=("summary", "timing", "algorithms", "training", "accuracy", "failures")) -> str:
     out = [*env_lines, ""]
     for name in include:
         for t in sections.get(name, []):

@@ -214,6 +214,8 @@ def algorithm_table(records) -> Table:
     df = as_frame(records)
     p50 = {key: _value(v) for key, v in zip(df["key"], df["p50_ms"])}
     conv = df[(df["op"] == "conv2d") & (df["backend"] != "torch")]
+    if "mode" in conv.columns:  # the backward modes have their own table (reports/training.py)
+        conv = conv[conv["mode"].fillna("fwd") == "fwd"]
     untimed = set()
     for (suite, shape, dtype, layout, backend), group in conv.groupby(
             ["suite", "shape", "dtype", "layout", "backend"], sort=False):

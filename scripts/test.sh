@@ -4,7 +4,8 @@
 # 1. scripts/static_gate.sh compiles every Triton kernel config for sm_80 and sm_90 on the CPU
 #    and compares registers/spills/shared memory/tensor-core use with reports/static/.
 #    It runs first so tests/test_static.py finds every compile in the result cache.
-# 2. pytest over tests/ (with the optional Ray extra installed first, requirements-ray.txt) (Triton kernels under TRITON_INTERPRET=1, set in tests/conftest.py).
+# 2. pytest over tests/ (with the optional Ray and demo extras installed first, requirements-ray.txt and
+#    requirements-demo.txt) (Triton kernels under TRITON_INTERPRET=1, set in tests/conftest.py).
 # The exit status is non-zero when either step fails; pytest's summary is the last output.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,10 @@ cd "$(dirname "$0")/.."
 # the optional Ray extra, so that the --executor ray tests run (pinned; installs from local disk)
 if ! .venv/bin/python -c "import ray" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt || exit $?
+fi
+# scikit-learn for `convbench attack-demo` and its test (pinned; installs from local disk)
+if ! .venv/bin/python -c "import sklearn" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-demo.txt || exit $?
 fi
 gate=0
 ./scripts/static_gate.sh || gate=$?
