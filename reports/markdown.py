@@ -40,20 +40,21 @@ def table_text(t: Table) -> str:
 
 
 def render_markdown(sections: dict[str, list[Table]], env_lines: list[str], plots: list[str],
-                    title: str = "convbench report") -> str:
+                    title: str = "convbench report", *, headline: list[str] | None = None) -> str:
     out = [f"# {title}", ""]
-    out += [f"- {line}" for line in env_lines]
-    out.append("")
+    if headline:  # the answer first, then the plots, then the details
+        out += ["## Headline", "", *[f"- {line}" for line in headline], ""]
+    if plots:
+        out += ["## Plots", ""]
+        out += [f"![{p}]({p})" for p in plots]
+        out.append("")
+    out += ["## Run environment", "", *[f"- {line}" for line in env_lines], ""]
     for name, tables in sections.items():
         if not tables:
             continue
         out += [f"## {SECTION_TITLES.get(name, name)}", ""]
         for t in tables:
             out += [table_markdown(t), ""]
-    if plots:
-        out += ["## Plots", ""]
-        out += [f"![{p}]({p})" for p in plots]
-        out.append("")
     return "\n".join(out)
 
 

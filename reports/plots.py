@@ -42,8 +42,11 @@ def speedup_plots(records: list[Record], out_dir: Path) -> list[str]:
     plt = pyplot()
     files = []
     panels: OrderedDict = OrderedDict()
+    untimed: dict = {}
     for (suite, op, dtype, layout), group in _groups(records).items():
         cells = [r for r in group if r.speedup is not None]
+        missing = sum(1 for r in group if r.status == "ok" and r.p50_ms is None)
+        untimed[(suite, dtype, layout)] = untimed.get((suite, dtype, layout), 0) + missing
         if cells:
             panels.setdefault((suite, dtype, layout), []).extend(cells)
     for (suite, dtype, layout), cells in panels.items():
@@ -70,7 +73,11 @@ def speedup_plots(records: list[Record], out_dir: Path) -> list[str]:
         ax.set_yticklabels(rows, fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel("speedup over torch (x, log scale; 95% bootstrap interval)")
-        ax.set_title(f"{suite} · {dtype} · {layout}", fontsize=10)
+        ax.set_ylabel("shape")
+        note = untimed[(suite, dtype, layout)]
+        ax.set_title(f"{suite} · {dtype} · {layout}: speedup over the vendor baseline"
+                     + (f"\n({note} cells not timed: interpreter, correctness only; not drawn)" if note else ""),
+                     fontsize=10)
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         name = f"speedup-{_slug(suite, dtype, layout)}.png"

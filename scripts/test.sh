@@ -6,6 +6,7 @@
 #    It runs first so tests/test_static.py finds every compile in the result cache.
 # 2. pytest over tests/ (with the optional Ray and demo extras installed first, requirements-ray.txt and
 #    requirements-demo.txt) (Triton kernels under TRITON_INTERPRET=1, set in tests/conftest.py).
+# 3. headless Chromium (Debian's package, installed where missing and allowed) for the report's browser test.
 # The exit status is non-zero when either step fails; pytest's summary is the last output.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,13 @@ fi
 # scikit-learn for `convbench attack-demo` and its test (pinned; installs from local disk)
 if ! .venv/bin/python -c "import sklearn" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-demo.txt || exit $?
+fi
+# Chromium for the browser test of the reports (tests/test_report_browser.py; skipped without it):
+# Debian's package where it is missing and this machine lets us install it
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    { timeout 300 apt-get install -y -qq --no-install-recommends chromium \
+        || { timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq --no-install-recommends chromium; }
+    } >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will be skipped" >&2
 fi
 gate=0
 ./scripts/static_gate.sh || gate=$?

@@ -92,8 +92,14 @@ def test_tiny_run_then_report(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "not timed" in report and "torch (baseline)" in report and "accuracy" in report
     assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
-    assert {p.name for p in out.glob("*.png")} == {"speedup-quick-fp64-nchw.png", "roofline-cpu.png"}
-    assert "p50 ms" in capsys.readouterr().out  # the tables were printed
+    assert {p.name for p in out.glob("*.png")} == {"winners-quick.png", "speedup-quick-fp64-nchw.png",
+                                                    "roofline-cpu.png"}
+    printed = capsys.readouterr().out
+    assert "p50 ms" in printed  # the tables were printed
+    # ... and the run ends with the headline: numpy's geomean over torch, the interpreter not timed
+    tail = printed[printed.index("== headline"):]
+    assert "quick · fp64: best algorithm per shape" in tail and "numpy " in tail and "x [" in tail
+    assert "triton-interpret not timed" in tail and "correctness:" in tail.splitlines()[-1]
 
     (out / "report.md").unlink()
     assert main(["report", str(out), "--no-plots", "-q"]) == 0

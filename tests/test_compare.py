@@ -270,3 +270,28 @@ def test_welch_log_ratio():
     assert lo < 1.3 < hi and p < 1e-8 and lo < ratio < hi
     assert S.welch_log_ratio([2.0] * 3, [2.0] * 3)[1] == 1.0
     assert S.welch_log_ratio([2.0] * 3, [3.0] * 3)[1] == 0.0
+
+
+def test_html_report_leads_with_regressions_then_the_ratio_plot(tmp_path, capsys):
+    import re
+
+    base, new = _write(tmp_path, "a", _run(1)), _write(tmp_path, "b", _scaled(_run(2), 3, 1.5))
+    out = tmp_path / "compare.html"
+    assert cli.main(["compare", str(base), str(new), "--format", "html", "--out", str(out)]) == 1
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "FAIL: 1 regression(s)" in page
+    assert page.index('id="headline"') < page.index('id="regressions"') < page.index('id="plots"') \
+        < page.index('id="details"')
+    slow = _run(1)[3].key
+    regressions = page[page.index('id="regressions"'):page.index('id="plots"')]
+    assert slow in regressions and "SLOWER" in regressions
+    assert page.count('src="data:image/png;base64,') == 1
+    assert all(r.startswith("data:") for r in re.findall(r'(?:src|href)="([^"]*)"', page))
+    assert page.count("<tr>") >= N_CELLS + 2  # the regression row, the header rows, every cell
+
+
+def test_html_ratio_plot_is_absent_without_timed_pairs():
+    untimed = [_record(i, []) for i in range(3)]
+    cmp = C.compare(untimed, untimed)
+    assert R.ratio_plot_png(cmp) is None
+    assert "No cell was timed on both sides" in R.render(cmp, "html")

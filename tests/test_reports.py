@@ -92,14 +92,14 @@ def test_write_report_files(tmp_path, records):
     env = {"gpu": "Test GPU", "gpu_sms": 1, "python": "3", "peaks": {"cuda": {"copy_gbps": 1000.0,
                                                                               "matmul_tflops": {"fp16": 10.0}}}}
     report = write_report(tmp_path, records, env)
-    assert sorted(report.plots) == ["roofline-cuda.png", "speedup-s-fp16-nchw.png"]
+    assert sorted(report.plots) == ["roofline-cuda.png", "speedup-s-fp16-nchw.png", "winners-s.png"]
     for name in report.plots:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = report.markdown.read_text()
     assert "device: Test GPU" in md and "![roofline-cuda.png](roofline-cuda.png)" in md
     assert "## Failures" in md and "max_rel 5e-2" in md
     page = report.html.read_text()
-    assert '<td class="best">0.5</td>' in page and 'src="speedup-s-fp16-nchw.png"' in page
+    assert '<td class="best">0.5</td>' in page and 'alt="speedup-s-fp16-nchw.png"' in page
 
 
 def test_tables_take_frames_with_repeated_index_and_foreign_records(records):
@@ -127,3 +127,72 @@ def test_grid_rows_keep_first_appearance_order_when_a_cell_repeats(records):
     (t,) = timing_tables(records + [again])
     assert [row[1] for row in t.rows] == ["A", "B"]
     assert t.rows[0][t.headers.index("triton:direct")] == "3"  # the later copy wins, as before
+
+
+# ------------------------------------------------------------------ the answer first (headline)
+def test_headline_geomean_interval_wins_and_correctness(records):
+    from convbench.reports.headline import headline
+
+    top = headline(records, {"gpu": "Test GPU", "torch": "2.x", "triton": "3.6.0"})
+    assert top.device.startswith("Test GPU") and "triton 3.6.0" in top.device
+    (line,) = top.speedups
+    (b,) = line.backends
+    # best correct triton cell per shape: A implicit_gemm 1.0/0.5 = 2x, B direct 1.0/0.8 = 1.25x
+    assert b.backend == "triton" and b.shapes == 2
+    assert b.geomean == pytest.approx((2.0 * 1.25) ** 0.5, rel=0.02)
+    assert b.lo < b.geomean < b.hi and b.hi / b.lo < 1.2  # the samples spread +-2%
+    # the failed winograd cell (0.4 ms) wins nothing; the vendor baseline wins no shape here
+    assert dict(line.wins) == {"triton:implicit_gemm": 1, "triton:direct": 1}
+    c = top.correctness
+    assert (c.checked, c.passed, c.failed, c.errored, c.skipped) == (7, 6, 1, 0, 1)
+    assert c.worst_ratio == pytest.approx(50.0) and "winograd_f2" in c.worst_cell and not c.ok
+    lines = top.lines()
+    assert lines[0] == top.device and lines[-1].startswith("correctness: 6 of 7")
+
+
+def test_headline_says_not_timed_for_interpreter_cells():
+    from convbench.reports.headline import headline
+
+    recs = [_rec("torch", "vendor", "A", 1.0, device="cpu"), _rec("triton-interpret", "direct", "A", None),
+            _rec("triton-interpret", "implicit_gemm", "A", None)]
+    fill_speedups(recs)
+    (line,) = headline(recs, {}).speedups
+    (b,) = line.backends
+    assert b.geomean is None and b.untimed == 2 and "not timed (2 cells" in line.text()
+
+
+def test_winners_heatmap_grid_states(records):
+    from convbench.reports.heatmap import heatmap_grid
+
+    records = records + [_rec("triton-interpret", "direct", "B", None)]
+    fill_speedups(records)
+    rows, columns, cells = heatmap_grid(records, "s")
+    assert rows == ["conv2d: layer A", "conv2d: layer B"]
+    assert columns[0] == "torch (baseline)" and "interp:direct" in columns
+    assert cells[("conv2d: layer A", "torch (baseline)")][:2] == ("value", 1.0)
+    assert cells[("conv2d: layer A", "triton:implicit_gemm")][:2] == ("value", pytest.approx(2.0, rel=0.02))
+    assert cells[("conv2d: layer A", "triton:winograd_f2")][0] == "failed"
+    assert cells[("conv2d: layer B", "triton:winograd_f2")][0] == "skipped"
+    assert cells[("conv2d: layer B", "interp:direct")][0] == "untimed"
+    assert ("conv2d: layer A", "interp:direct") not in cells  # blank: never ran
+
+
+def test_report_html_is_one_self_contained_file_that_leads_with_the_answer(tmp_path, records):
+    import re
+
+    ResultStore(tmp_path).rewrite(records)
+    env = {"gpu": "Test GPU", "peaks": {"cuda": {"copy_gbps": 1000.0, "matmul_tflops": {"fp16": 10.0}}}}
+    report = write_report(tmp_path, records, env)
+    assert report.plots[0] == "winners-s.png" and (tmp_path / "winners-s.png").exists()  # PNGs still beside it
+    page = report.html.read_text()
+    # order: headline, plots, details
+    assert page.index('id="headline"') < page.index('id="plots"') < page.index('id="details"')
+    assert page.count('src="data:image/png;base64,') == len(report.plots)
+    # nothing fetched: no src/href other than data URIs, no external stylesheet or script
+    refs = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert refs and all(r.startswith("data:") for r in refs)
+    assert "<link" not in page and "http://" not in page and "https://" not in page
+    assert 'class="sortable"' in page and "position: sticky" in page and 'class="scroll"' in page
+    assert '<details id="section-timing">' in page and '<details id="section-algorithms" open>' in page
+    md = report.markdown.read_text()
+    assert md.index("## Headline") < md.index("## Plots") < md.index("## Summary")

@@ -27,7 +27,8 @@ def register(sub) -> None:
     p.add_argument("--err-growth", type=float, default=10.0, help="flag a max relative error that grew this many times")
     p.add_argument("--fail-on-drift", action="store_true",
                    help="also exit 1 when a whole backend's run slowed beyond the threshold")
-    p.add_argument("--format", choices=("terminal", "markdown", "json"), default="terminal")
+    p.add_argument("--format", choices=("terminal", "markdown", "json", "html"), default="terminal",
+                   help="html: one self-contained page (regressions, ratio plot, table); use with --out")
     p.add_argument("--show", choices=("all", "changed"), default="all",
                    help="list every cell, or only those not SAME/untimed-and-unchanged")
     p.add_argument("--out", type=Path, help="write the report to FILE (e.g. report.md) instead of stdout")

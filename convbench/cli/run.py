@@ -222,6 +222,7 @@ def run_command(args) -> int:
             print(report.text)
             print(f"wrote {report.markdown}, {report.html}, {store.csv}, {store.jsonl}"
                   + (f" and {len(report.plots)} plots" if report.plots else ""))
+            print("\n== headline\n" + "\n".join(report.headline))
     failures = result.failures
     print(f"{len(result.records)} cells in {result.wall_s:.0f} s: {len(failures)} failed or errored"
           + (" (interrupted; rerun with --resume --out " + str(out_dir) + ")" if result.interrupted else ""),
