@@ -54,6 +54,9 @@ def heatmap_grid(records: list[Record], suite: str):
         else:  # timed, but its baseline was not
             state, value = "untimed", None
         cells[key] = (state, value, _value(r.p50_ms) if r.status == "ok" else None)
+    # a row where only the baseline ran compares nothing (e.g. torch fp32 in a run whose numpy cells are fp64)
+    rows = [row for row in rows if any(c != BASELINE and (row, c) in cells for c in columns)]
+    columns = [c for c in columns if any((row, c) in cells for row in rows)]
     return rows, columns, cells
 
 

@@ -175,6 +175,10 @@ def test_winners_heatmap_grid_states(records):
     assert cells[("conv2d: layer B", "triton:winograd_f2")][0] == "skipped"
     assert cells[("conv2d: layer B", "interp:direct")][0] == "untimed"
     assert ("conv2d: layer A", "interp:direct") not in cells  # blank: never ran
+    # a shape only the baseline ran is no row
+    lonely = records + [_rec("torch", "vendor", "C", 1.0)]
+    fill_speedups(lonely)
+    assert heatmap_grid(lonely, "s")[0] == rows
 
 
 def test_report_html_is_one_self_contained_file_that_leads_with_the_answer(tmp_path, records):
