@@ -1,11 +1,24 @@
 """Networks built from :mod:`convbench.nn`.
 
-:func:`small_cnn` is the network of the attack suite and the digits demonstration: two 3x3
-convolutions with batch norm, ReLU, max pooling and adaptive average pooling, then a linear
-classifier; every conv, norm and pool layer is a :mod:`convbench.nn` twin, so one ``algorithm=``
-switches the whole network between convbench's kernels and torch's.
+* :func:`resnet18`, :func:`resnet50`, :func:`densenet121`, :func:`efficientnet_b0`,
+  :func:`mobilenet_v2`: the torchvision architectures with torchvision's module names, parameter
+  shapes and ``state_dict`` keys (a torchvision checkpoint loads with ``strict=True``), each with
+  ``num_classes=`` and ``algorithm=`` ("auto", a conv algorithm with per-layer fallback, or
+  "torch" for plain ``torch.nn.functional``);
+* :func:`small_cnn`: the network of the attack suite and the digits demonstration;
+* :func:`count_macs`: multiply-accumulates of the convolutions and linear layers, from the geometry.
 """
 
+from .densenet import DenseNet, densenet121
+from .efficientnet import EfficientNet, efficientnet_b0
+from .macs import count_macs
+from .mobilenet import MobileNetV2, mobilenet_v2
+from .resnet import ResNet, resnet18, resnet50
 from .small import SmallCNN, small_cnn
 
-__all__ = ["SmallCNN", "small_cnn"]
+#: name -> constructor, the networks with torchvision twins
+ZOO = {"resnet18": resnet18, "resnet50": resnet50, "densenet121": densenet121,
+       "efficientnet_b0": efficientnet_b0, "mobilenet_v2": mobilenet_v2}
+
+__all__ = ["DenseNet", "EfficientNet", "MobileNetV2", "ResNet", "SmallCNN", "ZOO", "count_macs", "densenet121",
+           "efficientnet_b0", "mobilenet_v2", "resnet18", "resnet50", "small_cnn"]
