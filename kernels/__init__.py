@@ -7,7 +7,8 @@ is imported (Triton reads it when a kernel is defined):
 
 from . import norm, pool
 from . import tuning
-from .conv import (ALGORITHMS, CONV2D_ALGORITHMS, CONV_TRANSPOSE2D_ALGORITHMS, Choice, ConvPlan,
+from .conv import (ACTIVATIONS, ALGORITHMS, CONV2D_ALGORITHMS, CONV_TRANSPOSE2D_ALGORITHMS, FUSED_EPILOGUE, Choice,
+                   ConvPlan,
                    choose_algorithm, conv1d, conv1d_input_grad, conv1d_weight_grad, conv2d, conv2d_input_grad,
                    conv2d_weight_grad, conv_configs, conv_transpose2d, plan_conv2d, resolve_conv2d, tune_conv2d)
 from .conv import direct, fft, im2col, implicit_gemm, transpose, wgrad, winograd
@@ -24,7 +25,7 @@ def static_specs():
 
 
 __all__ = [
-    "ALGORITHMS", "CONV2D_ALGORITHMS", "CONV_TRANSPOSE2D_ALGORITHMS", "Choice", "ConvPlan", "choose_algorithm", "plan_conv2d",
+    "ACTIVATIONS", "ALGORITHMS", "CONV2D_ALGORITHMS", "FUSED_EPILOGUE", "CONV_TRANSPOSE2D_ALGORITHMS", "Choice", "ConvPlan", "choose_algorithm", "plan_conv2d",
     "conv1d", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "conv1d_input_grad", "conv1d_weight_grad",
     "conv_configs", "conv_transpose2d", "resolve_conv2d", "tune_conv2d", "tuning", "static_specs", "KERNEL_MODULES",
     *pool.__all__, *norm.__all__,

@@ -30,6 +30,7 @@ from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry
 
 from .. import _common, tuning
 from . import _fft_kernels, _gemm, _winograd_kernels, direct, fft, grad, im2col, implicit_gemm, transpose, wgrad, winograd
+from ._epilogue import ACTIVATIONS, make_epilogue
 from .grad import conv1d_input_grad, conv1d_weight_grad, conv2d_input_grad, conv2d_weight_grad
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ ALGORITHMS: tuple[ConvAlgorithm, ...] = (
 
 BY_NAME = {a.name: a for a in ALGORITHMS}
 CONV2D_ALGORITHMS: tuple[str, ...] = tuple(a.name for a in ALGORITHMS)
+#: the algorithms whose kernels apply conv2d's epilogue (scale, shift, residual, activation) before the store
+FUSED_EPILOGUE: tuple[str, ...] = ("direct", "im2col", "implicit_gemm")
 CONV_TRANSPOSE2D_ALGORITHMS: tuple[str, ...] = ("phase",)
 
 
@@ -409,7 +412,8 @@ def _geometry_of_empty(make, input_shape, weight_shape, *args):
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           algorithm: str = "auto", input_precision: str = "ieee", config=None) -> torch.Tensor:
+           algorithm: str = "auto", input_precision: str = "ieee", config=None,
+           activation: str | None = None, residual=None, scale=None, shift=None) -> torch.Tensor:
     """``torch.nn.functional.conv2d`` with a choice of algorithm (see :data:`CONV2D_ALGORITHMS`).
 
     ``input_precision`` applies to fp32 inputs: ``"ieee"`` (exact fp32 products) or ``"tf32"``.
@@ -418,11 +422,21 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     a config or its name from :func:`conv_configs`; ``"tune"``).  Unbatched ``(C, H, W)`` input
     gives a ``(K, P, Q)`` output; an empty batch an empty ``(0, K, P, Q)`` output, and no input
     channels torch's ``(N, 0, P, Q)``, both without a launch.
+
+    The epilogue ``act((conv + bias) * scale + shift + residual)``: ``scale``/``shift`` per output
+    channel (K,), ``residual`` of the output's shape, ``activation`` one of
+    ``"relu", "relu6", "silu", "sigmoid"`` (or None).  :data:`FUSED_EPILOGUE` algorithms apply it
+    to the accumulator before their one store; the others, and every call that needs gradients,
+    apply it after the convolution (see :mod:`._epilogue`).
     """
     _check_conv_tensors(input, weight, bias, (3, 4))
     if input.dim() == 3:
+        if residual is not None:
+            _common.check_tensor(residual, "residual", ndim=3)
+            residual = residual.unsqueeze(0)
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups, algorithm=algorithm,
-                      input_precision=input_precision, config=config).squeeze(0)
+                      input_precision=input_precision, config=config, activation=activation, residual=residual,
+                      scale=scale, shift=shift).squeeze(0)
     _common.check_input_precision(input_precision)
     empty = input.shape[0] == 0 or input.shape[1] == 0
     make = ConvGeometry.from_shapes
@@ -430,22 +444,26 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
             else make(input.shape, weight.shape, stride, padding, dilation, groups))
     if bias is not None and bias.shape[0] != geom.k:
         raise ValueError(f"bias must have shape ({geom.k},), got {tuple(bias.shape)}")
+    k = geom.k if input.shape[1] else 0  # torch: no input channels, no output channels
+    epi = make_epilogue(activation, residual, scale, shift, input, (input.shape[0], k, geom.p, geom.q))
     if empty:
         if algorithm != "auto":
             algorithm_for(algorithm, geom, input.dtype)
-        k = geom.k if input.shape[1] else 0  # torch: no input channels, no output channels
         out = _common.empty_output((input.shape[0], k, geom.p, geom.q), input)
-        return _empty_with_grad(out, input, weight, bias)
+        return epi.apply(_empty_with_grad(out, input, weight, bias))
     choice = resolve_conv2d(input, weight, bias, geom, algorithm=algorithm, config=config,
                             input_precision=input_precision)
     algo = BY_NAME[choice.algorithm]
 
-    def forward(x, w, b):
-        return algo.launch(x, w, b, geom, input_precision=input_precision, config=choice.config)
+    def forward(x, w, b, **fused):
+        return algo.launch(x, w, b, geom, input_precision=input_precision, config=choice.config, **fused)
 
-    if _common.needs_grad(input, weight, bias):
-        return grad.Conv2dFunction.apply(input, weight, bias, geom, input_precision, forward)
-    return forward(input, weight, bias)
+    if _common.needs_grad(input, weight, bias, *epi.tensors()):
+        # the epilogue as torch ops over the convolution's Function: every gradient has its path
+        return epi.apply(grad.Conv2dFunction.apply(input, weight, bias, geom, input_precision, forward))
+    if epi.active and algo.name in FUSED_EPILOGUE:
+        return forward(input, weight, bias, epilogue=epi)
+    return epi.apply(forward(input, weight, bias))
 
 
 def _empty_with_grad(out: torch.Tensor, *tensors) -> torch.Tensor:

@@ -31,6 +31,7 @@ import triton.language as tl
 
 from .. import _common
 from .._static_spec import StaticSpec
+from ._epilogue import NONE, Epilogue, apply_epilogue
 
 #: dtype -> Triton pointer type string (for static specs)
 TRITON_PTR = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
@@ -183,12 +184,18 @@ def upcast_dot(dtype: torch.dtype) -> bool:
 
 
 @triton.jit
-def store_tile(acc, out_ptr, row_off, row_ok, bias_ptr, offs_k, k_ok, stride_ok, HAS_BIAS: tl.constexpr):
-    """Add the bias (fp32), cast to the output dtype and store the (rows x channels) tile."""
+def store_tile(acc, out_ptr, row_off, row_ok, bias_ptr, offs_k, k_ok, stride_ok, HAS_BIAS: tl.constexpr,
+               scale_ptr, shift_ptr, res_ptr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
+               HAS_RES: tl.constexpr, ACT: tl.constexpr):
+    """Add the bias (fp32), apply the fused epilogue, cast to the output dtype and store the
+    (rows x channels) tile."""
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_k, mask=k_ok, other=0.0).to(tl.float32)[None, :]
+    mask = row_ok[:, None] & k_ok[None, :]
+    acc = apply_epilogue(acc, offs_k, k_ok, row_off, offs_k * stride_ok, mask, scale_ptr, shift_ptr, res_ptr,
+                         HAS_SCALE, HAS_SHIFT, HAS_RES, ACT)
     ptrs = out_ptr + row_off[:, None] + (offs_k * stride_ok)[None, :]
-    tl.store(ptrs, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & k_ok[None, :])
+    tl.store(ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,8 +207,8 @@ def _gemm_kernel(
     a_ptr, stride_ag, stride_an, stride_apq, stride_ared,
     # B: weight matrix, element (red, j) of group g at b_ptr + g*stride_bg + red*stride_bred + j*stride_bk
     b_ptr, stride_bg, stride_bred, stride_bk,
-    # bias (K,), read only when HAS_BIAS
-    bias_ptr,
+    # bias (K,), read only when HAS_BIAS; the epilogue's scale, shift (K,) and residual (the output's layout)
+    bias_ptr, scale_ptr, shift_ptr, res_ptr,
     # output N x K x P x Q: (n, k, pq) at n*stride_on + k*stride_ok + pq*stride_opq
     out_ptr, stride_on, stride_ok, stride_opq,
     # sizes: M = N*P*Q rows, PQ = P*Q, KG = K/g columns, KRED = reduction length
@@ -209,6 +216,7 @@ def _gemm_kernel(
     # meta-parameters
     HAS_BIAS: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, USE_INT64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, ACT: tl.constexpr,
 ):
     g, offs_m, offs_n, offs_r, m_ok, n_ok, img, pq = gemm_tile(M, KG, PQ, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
                                                                USE_INT64)
@@ -225,7 +233,8 @@ def _gemm_kernel(
         b_ptrs += BLOCK_K * stride_bred
 
     offs_k = g * KG + offs_n
-    store_tile(acc, out_ptr, img * stride_on + pq * stride_opq, m_ok, bias_ptr, offs_k, n_ok, stride_ok, HAS_BIAS)
+    store_tile(acc, out_ptr, img * stride_on + pq * stride_opq, m_ok, bias_ptr, offs_k, n_ok, stride_ok, HAS_BIAS,
+               scale_ptr, shift_ptr, res_ptr, HAS_SCALE, HAS_SHIFT, HAS_RES, ACT)
 
 
 @dataclass
@@ -280,15 +289,15 @@ def _raw_fn(fn):
 
 
 def gemm_launch(a, a_strides, b, b_strides, bias, out, m, pq, kg, k_red, groups, *,
-                input_precision: str, use_int64: bool, config: GemmConfig) -> Launch:
+                input_precision: str, use_int64: bool, config: GemmConfig, epilogue: Epilogue = NONE) -> Launch:
     """:func:`_gemm_kernel` on ``a`` with ``a_strides`` = (g, n, pq, red), ``b_strides`` = (g, red, k)."""
     return Launch(
         _gemm_kernel, (triton.cdiv(m, config.block_m) * triton.cdiv(kg, config.block_n), groups),
-        (a, *a_strides, b, *b_strides, bias if bias is not None else b,
+        (a, *a_strides, b, *b_strides, bias if bias is not None else b, *epilogue.pointers(out),
          out, out.stride(0), out.stride(1), out.stride(3), m, pq, kg, k_red),
         dict(HAS_BIAS=bias is not None, INPUT_PRECISION=input_precision, UPCAST=upcast_dot(a.dtype),
              USE_INT64=use_int64, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-             BLOCK_K=config.block_k, GROUP_M=config.group_m),
+             BLOCK_K=config.block_k, GROUP_M=config.group_m, **epilogue.meta()),
         config.num_warps, config.num_stages)
 
 

@@ -36,6 +36,7 @@ from convbench.reference.geometry import ConvGeometry
 
 from .. import _common
 from .._static_spec import StaticSpec
+from ._epilogue import NONE, Epilogue, apply_epilogue, sample_epilogue
 
 ERROR_SCALE = 1.0
 
@@ -141,6 +142,8 @@ def _pixel_tile(pid, P, Q, BLOCK_P: tl.constexpr, BLOCK_Q: tl.constexpr):
 @triton.jit
 def _direct_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
+    # the fused epilogue's scale, shift (K,) and residual (the output's layout); read only when asked
+    scale_ptr, shift_ptr, res_ptr,
     # sizes
     H, W, C_PER_G, K_PER_G, P, Q,
     # strides: input (N, C, H, W), weight (K, C/g, R, S), output (N, K, P, Q)
@@ -152,6 +155,7 @@ def _direct_kernel(
     # meta
     HAS_BIAS: tl.constexpr, INT64: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, ACT: tl.constexpr,
 ):
     n, p, q = _pixel_tile(tl.program_id(0), P, Q, BLOCK_P, BLOCK_Q)
     kg = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # channel within the group
@@ -180,13 +184,17 @@ def _direct_kernel(
 
     if HAS_BIAS:
         acc += tl.load(b_ptr + k, mask=k_ok, other=0.0).to(tl.float32)[None, :]
+    mask = pix_ok[:, None] & k_ok[None, :]
+    acc = apply_epilogue(acc, k, k_ok, n * syn + p * syp + q * syq, k * syk, mask, scale_ptr, shift_ptr, res_ptr,
+                         HAS_SCALE, HAS_SHIFT, HAS_RES, ACT)
     y_ptrs = y_ptr + n * syn + (p * syp + q * syq)[:, None] + (k * syk)[None, :]
-    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=pix_ok[:, None] & k_ok[None, :])
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _depthwise_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
+    scale_ptr, shift_ptr, res_ptr,
     # sizes (C/g == 1; K_PER_G is the channel multiplier, output channel k reads k // K_PER_G)
     H, W, K, K_PER_G, P, Q,
     # strides: input (N, C, H, W), weight (K, 1, R, S), output (N, K, P, Q)
@@ -199,6 +207,7 @@ def _depthwise_kernel(
     # meta
     HAS_BIAS: tl.constexpr, INT64: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, ACT: tl.constexpr,
 ):
     n, p, q = _pixel_tile(tl.program_id(0), P, Q, BLOCK_P, BLOCK_Q)
     k = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -221,8 +230,11 @@ def _depthwise_kernel(
 
     if HAS_BIAS:
         acc += tl.load(b_ptr + k, mask=k_ok, other=0.0).to(tl.float32)[None, :]
+    mask = pix_ok[:, None] & k_ok[None, :]
+    acc = apply_epilogue(acc, k, k_ok, n * syn + p * syp + q * syq, k * syk, mask, scale_ptr, shift_ptr, res_ptr,
+                         HAS_SCALE, HAS_SHIFT, HAS_RES, ACT)
     y_ptrs = y_ptr + n * syn + (p * syp + q * syq)[:, None] + (k * syk)[None, :]
-    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=pix_ok[:, None] & k_ok[None, :])
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,28 +253,31 @@ def multiplies(geom: ConvGeometry) -> int:
     return geom.flops // 2
 
 
-def _launch_args(x, weight, bias, y, geom: ConvGeometry, config, int64: bool):
+def _launch_args(x, weight, bias, y, geom: ConvGeometry, config, int64: bool, epilogue: Epilogue = NONE):
     """(kernel, grid, positional args, constexpr kwargs) for one launch."""
     top, _, left, _ = geom.padding
     (sh, sw), (dh, dw) = geom.stride, geom.dilation
     b = bias if bias is not None else y  # never read when HAS_BIAS is False
-    meta = dict(HAS_BIAS=bias is not None, INT64=int64, BLOCK_P=config.block_p, BLOCK_Q=config.block_q)
+    fused = epilogue.pointers(y)
+    meta = dict(HAS_BIAS=bias is not None, INT64=int64, BLOCK_P=config.block_p, BLOCK_Q=config.block_q,
+                **epilogue.meta())
     pixel_tiles = geom.n * triton.cdiv(geom.p, config.block_p) * triton.cdiv(geom.q, config.block_q)
     if isinstance(config, DepthwiseConfig):
-        args = (x, weight, b, y, geom.h, geom.w, geom.k, geom.k_per_group, geom.p, geom.q,
+        args = (x, weight, b, y, *fused, geom.h, geom.w, geom.k, geom.k_per_group, geom.p, geom.q,
                 *x.stride(), weight.stride(0), weight.stride(2), weight.stride(3), *y.stride(),
                 sh, sw, top, left, dh, dw)
         meta.update(R=geom.r, S=geom.s, BLOCK_C=config.block_c)
         grid = (pixel_tiles, triton.cdiv(geom.k, config.block_c))
         return _depthwise_kernel, grid, args, meta
-    args = (x, weight, b, y, geom.h, geom.w, geom.c_per_group, geom.k_per_group, geom.p, geom.q,
+    args = (x, weight, b, y, *fused, geom.h, geom.w, geom.c_per_group, geom.k_per_group, geom.p, geom.q,
             *x.stride(), *weight.stride(), *y.stride(), geom.r, geom.s, sh, sw, top, left, dh, dw)
     meta.update(BLOCK_N=config.block_n)
     grid = (pixel_tiles, triton.cdiv(geom.k_per_group, config.block_n), geom.groups)
     return _direct_kernel, grid, args, meta
 
 
-def plan(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", config=None):
+def plan(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", config=None,
+         epilogue: Epilogue = NONE):
     """Validate, allocate the output and bind the launch: ``(launches, output)``, where each of
     ``launches`` is a zero-argument callable (here one) writing into ``output``."""
     _common.check_launch(x, weight, bias, geom, input_precision)
@@ -273,7 +288,7 @@ def plan(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", 
                          f"{[str(c) for c in configs_for(geom)]}")
     y = _common.empty_output(geom.output_shape, x)
     kernel, grid, args, meta = _launch_args(x, weight, bias, y, geom, config,
-                                            _common.needs_int64(x, weight, y))
+                                            _common.needs_int64(x, weight, y), epilogue)
     bound = kernel[grid]
 
     def run() -> None:
@@ -281,9 +296,11 @@ def plan(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", 
     return (run,), y
 
 
-def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", config=None) -> torch.Tensor:
-    """Direct convolution of ``x`` (NCHW-shaped, any memory format) with ``weight`` (KCRS)."""
-    launches, y = plan(x, weight, bias, geom, input_precision=input_precision, config=config)
+def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee", config=None,
+           epilogue: Epilogue = NONE) -> torch.Tensor:
+    """Direct convolution of ``x`` (NCHW-shaped, any memory format) with ``weight`` (KCRS);
+    ``epilogue`` fused into the store (:mod:`._epilogue`)."""
+    launches, y = plan(x, weight, bias, geom, input_precision=input_precision, config=config, epilogue=epilogue)
     for run in launches:
         run()
     return y
@@ -340,4 +357,12 @@ def static_specs() -> list[StaticSpec]:
                     name=f"conv.direct/{tname}/{config}", fn=fn, signature=signature,
                     constexprs=constexprs, num_warps=config.num_warps, num_stages=1,
                     default=default, divisible_by_16=divisible))
+                if default and dtype == torch.float16:  # the fused epilogue (scale, shift, residual, SiLU)
+                    epi = sample_epilogue(geom.output_shape, dtype, fmt)
+                    fn, _, args, meta = _launch_args(x, w, b, y, geom, config, False, epi)
+                    signature, constexprs, divisible = spec_signature(fn, args, meta)
+                    specs.append(StaticSpec(
+                        name=f"conv.direct.fused/{tname}/{config}", fn=fn, signature=signature,
+                        constexprs=constexprs, num_warps=config.num_warps, num_stages=1,
+                        default=True, divisible_by_16=divisible))
     return specs

@@ -29,6 +29,7 @@ from convbench.reference.geometry import ConvGeometry
 from .. import _common
 from .._static_spec import StaticSpec
 from . import _gemm, implicit_gemm
+from ._epilogue import NONE, Epilogue
 from ._gemm import CONFIGS, GemmConfig  # noqa: F401  (CONFIGS is public)
 
 ERROR_SCALE = 1.0
@@ -105,14 +106,15 @@ def configs(dtype: torch.dtype) -> tuple[GemmConfig, ...]:
 
 
 def plan(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee",
-         config: GemmConfig | None = None):
+         config: GemmConfig | None = None, epilogue: Epilogue = NONE):
     """Validate, allocate workspace and output, and build both launches (not run yet)."""
     implicit_gemm.check_arguments(x, weight, bias, geom, input_precision, "im2col")
     cfg = _gemm.resolve_config(config, x.dtype, default_config(geom, x.dtype))
-    return _plan_unchecked(x, weight, bias, geom, input_precision, cfg)
+    return _plan_unchecked(x, weight, bias, geom, input_precision, cfg, epilogue)
 
 
-def _plan_unchecked(x, weight, bias, geom: ConvGeometry, input_precision: str, cfg: GemmConfig):
+def _plan_unchecked(x, weight, bias, geom: ConvGeometry, input_precision: str, cfg: GemmConfig,
+                    epilogue: Epilogue = NONE):
     channels_last = _common.is_channels_last(x)
     x = x.contiguous(memory_format=_common.memory_format_of(x))
     m, kg, groups, k_red = geom.n * geom.p * geom.q, geom.k_per_group, geom.groups, geom.reduction_length
@@ -132,17 +134,18 @@ def _plan_unchecked(x, weight, bias, geom: ConvGeometry, input_precision: str, c
         col, (m * k_red, geom.p * geom.q * k_red, k_red, 1),
         wmat, (kg * wmat.stride(0), wmat.stride(1), wmat.stride(0)), bias, out,
         m, geom.p * geom.q, kg, k_red, groups,
-        input_precision=input_precision, use_int64=use_int64, config=cfg)
+        input_precision=input_precision, use_int64=use_int64, config=cfg, epilogue=epilogue)
     return to_columns, gemm, out
 
 
 def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee",
-           config: GemmConfig | None = None) -> torch.Tensor:
+           config: GemmConfig | None = None, epilogue: Epilogue = NONE) -> torch.Tensor:
     """Convolve ``x`` (NCHW or channels_last): columns into a workspace, then the GEMM.
 
     ``config`` selects the GEMM's tiles (None: :func:`default_config`).
     """
-    to_columns, gemm, out = plan(x, weight, bias, geom, input_precision=input_precision, config=config)
+    to_columns, gemm, out = plan(x, weight, bias, geom, input_precision=input_precision, config=config,
+                                 epilogue=epilogue)
     to_columns()
     gemm()
     return out

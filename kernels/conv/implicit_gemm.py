@@ -36,6 +36,7 @@ from convbench.reference.geometry import ConvGeometry
 from .. import _common
 from .._static_spec import StaticSpec
 from . import _gemm
+from ._epilogue import NONE, Epilogue, sample_epilogue
 from ._gemm import CONFIGS, GemmConfig, dot_acc, gemm_tile, store_tile  # noqa: F401  (CONFIGS is public)
 
 ERROR_SCALE = 1.0
@@ -52,6 +53,8 @@ TYPICAL_STEM = ConvGeometry(32, 3, 224, 224, 64, 7, 7, stride=(2, 2), padding=(3
 def _implicit_gemm_kernel(
     # tensors: input NCHW-indexed, weight K x C/g x R x S, bias (K,) or unused, output N x K x P x Q
     x_ptr, w_ptr, bias_ptr, out_ptr,
+    # the fused epilogue's scale, shift (K,) and residual (the output's layout); read only when asked
+    scale_ptr, shift_ptr, res_ptr,
     # element strides of input (n, c, h, w), weight (k, c, r, s), output (n, k, p, q)
     sxn, sxc, sxh, sxw,
     swk, swc, swr, sws,
@@ -64,6 +67,7 @@ def _implicit_gemm_kernel(
     HAS_BIAS: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, USE_INT64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     FLAT_RED: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, ACT: tl.constexpr,
 ):
     g, offs_m, offs_n, offs_c, m_ok, n_ok, img, pq = gemm_tile(M, KG, P * Q, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
                                                                USE_INT64)
@@ -115,7 +119,8 @@ def _implicit_gemm_kernel(
             acc = dot_acc(a, b, acc, INPUT_PRECISION, UPCAST)
 
     offs_k = g * KG + offs_n
-    store_tile(acc, out_ptr, img * son + oh * sop + ow * soq, m_ok, bias_ptr, offs_k, n_ok, sok, HAS_BIAS)
+    store_tile(acc, out_ptr, img * son + oh * sop + ow * soq, m_ok, bias_ptr, offs_k, n_ok, sok, HAS_BIAS,
+               scale_ptr, shift_ptr, res_ptr, HAS_SCALE, HAS_SHIFT, HAS_RES, ACT)
 
 
 def unsupported(geom: ConvGeometry, dtype: torch.dtype) -> str | None:
@@ -156,15 +161,15 @@ def check_arguments(x, weight, bias, geom: ConvGeometry, input_precision: str,
 
 
 def plan(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee",
-         config: GemmConfig | None = None) -> tuple[_gemm.Launch, torch.Tensor]:
+         config: GemmConfig | None = None, epilogue: Epilogue = NONE) -> tuple[_gemm.Launch, torch.Tensor]:
     """Validate, allocate the output and build the launch (not run yet)."""
     check_arguments(x, weight, bias, geom, input_precision)
     cfg = _gemm.resolve_config(config, x.dtype, default_config(geom, x.dtype))
-    return _plan_unchecked(x, weight, bias, geom, input_precision, cfg)
+    return _plan_unchecked(x, weight, bias, geom, input_precision, cfg, epilogue)
 
 
 def _plan_unchecked(x, weight, bias, geom: ConvGeometry, input_precision: str,
-                    cfg: GemmConfig) -> tuple[_gemm.Launch, torch.Tensor]:
+                    cfg: GemmConfig, epilogue: Epilogue = NONE) -> tuple[_gemm.Launch, torch.Tensor]:
     x = x.contiguous(memory_format=_common.memory_format_of(x))
     weight = weight.contiguous(memory_format=torch.channels_last)  # (k, r, s, c): B tiles contiguous in c
     out = _common.empty_output(geom.output_shape, x)
@@ -178,27 +183,29 @@ def _plan_unchecked(x, weight, bias, geom: ConvGeometry, input_precision: str,
             x, (geom.c_per_group * x.stride(1), x.stride(0), x.stride(3), x.stride(1)),
             wmat, (kg * wmat.stride(0), wmat.stride(1), wmat.stride(0)), bias, out,
             m, geom.p * geom.q, kg, geom.c_per_group, groups,
-            input_precision=input_precision, use_int64=use_int64, config=cfg), out
+            input_precision=input_precision, use_int64=use_int64, config=cfg, epilogue=epilogue), out
 
     return _gemm.Launch(
         _implicit_gemm_kernel, (triton.cdiv(m, cfg.block_m) * triton.cdiv(kg, cfg.block_n), groups),
-        (x, weight, bias if bias is not None else weight, out,
+        (x, weight, bias if bias is not None else weight, out, *epilogue.pointers(out),
          *x.stride(), *weight.stride(), *out.stride(),
          geom.h, geom.w, geom.p, geom.q, m, geom.c_per_group, kg, geom.r, geom.s,
          *geom.stride, geom.padding[0], geom.padding[2], *geom.dilation),
         dict(HAS_BIAS=bias is not None, INPUT_PRECISION=input_precision, UPCAST=_gemm.upcast_dot(x.dtype),
              USE_INT64=use_int64, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-             GROUP_M=cfg.group_m, FLAT_RED=_gemm.flat_reduction(geom.c_per_group, cfg.block_k)),
+             GROUP_M=cfg.group_m, FLAT_RED=_gemm.flat_reduction(geom.c_per_group, cfg.block_k),
+             **epilogue.meta()),
         cfg.num_warps, cfg.num_stages), out
 
 
 def launch(x, weight, bias, geom: ConvGeometry, *, input_precision: str = "ieee",
-           config: GemmConfig | None = None) -> torch.Tensor:
+           config: GemmConfig | None = None, epilogue: Epilogue = NONE) -> torch.Tensor:
     """Convolve ``x`` (NCHW or channels_last) with ``weight``; output in ``x``'s memory format.
 
-    ``config=None`` uses :func:`default_config`; tests pass each of :func:`configs` in turn.
+    ``config=None`` uses :func:`default_config`; tests pass each of :func:`configs` in turn;
+    ``epilogue``: fused into the store (:mod:`._epilogue`).
     """
-    run, out = plan(x, weight, bias, geom, input_precision=input_precision, config=config)
+    run, out = plan(x, weight, bias, geom, input_precision=input_precision, config=config, epilogue=epilogue)
     run()
     return out
 
@@ -234,13 +241,23 @@ def static_specs() -> list[StaticSpec]:
                         specs.append(run.static_spec(
                             f"conv.implicit_gemm.{tag}/{dname}/{layout}/{cfg.name}", default=is_default,
                             expect_tensor_cores=dtype != torch.float32 or precision == "tf32"))
+    # the fused epilogue (scale, shift, residual, SiLU) on the default tile of the gather and 1x1 paths
+    for tag, geom in (("gather", TYPICAL_LAYER), ("1x1", TYPICAL_1X1)):
+        for dtype in (torch.float16, torch.bfloat16):
+            cfg = default_config(geom, dtype)
+            run = _sample_plan(geom, dtype, "nhwc", "ieee", cfg, fused=True)
+            specs.append(run.static_spec(f"conv.implicit_gemm.{tag}.fused/{_gemm.DTYPE_NAME[dtype]}/nhwc/{cfg.name}",
+                                         default=True, expect_tensor_cores=True))
     return specs
 
 
-def _sample_plan(geom: ConvGeometry, dtype, layout: str, precision: str, cfg: GemmConfig) -> _gemm.Launch:
-    """The launch :func:`launch` would make for ``geom`` (meta tensors: nothing is allocated)."""
+def _sample_plan(geom: ConvGeometry, dtype, layout: str, precision: str, cfg: GemmConfig, *,
+                 fused: bool = False) -> _gemm.Launch:
+    """The launch :func:`launch` would make for ``geom`` (meta tensors: nothing is allocated);
+    ``fused``: with every part of the epilogue."""
     fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
     x = torch.empty(geom.input_shape, dtype=dtype, device="meta").contiguous(memory_format=fmt)
     w = torch.empty(geom.weight_shape, dtype=dtype, device="meta")
     b = torch.empty(geom.k, dtype=dtype, device="meta")
-    return _plan_unchecked(x, w, b, geom, precision, cfg)[0]
+    epi = sample_epilogue(geom.output_shape, dtype, fmt) if fused else NONE
+    return _plan_unchecked(x, w, b, geom, precision, cfg, epi)[0]
