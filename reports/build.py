@@ -13,6 +13,7 @@ from .heatmap import heatmap_plots
 from .html import render_html
 from .markdown import render_markdown, render_text
 from .tables import all_tables, env_lines
+from .networks import breakdown_tables, network_table
 from .training import training_table
 
 
@@ -27,17 +28,24 @@ class Report:
 
 
 def with_training(sections: dict, records) -> dict:
-    """The sections with the training-modes table after the algorithm comparison (when the run
-    has backward-mode cells)."""
+    """The sections with the training-modes table and the network tables after the algorithm
+    comparison (when the run has backward-mode or network cells)."""
+    extra = {}
     table = training_table(records)
-    if table is None:
+    if table is not None:
+        extra["training"] = [table]
+    nets = network_table(records)
+    if nets is not None:
+        extra["networks"] = [nets, *breakdown_tables(records)]
+    if not extra:
         return sections
     out = {}
     for name, tables in sections.items():
         out[name] = tables
         if name == "algorithms":
-            out["training"] = [table]
-    out.setdefault("training", [table])
+            out.update(extra)
+    for name, tables in extra.items():
+        out.setdefault(name, tables)
     return out
 
 

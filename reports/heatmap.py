@@ -47,7 +47,7 @@ def heatmap_grid(records: list[Record], suite: str):
             state, value = "failed", None
         elif _value(r.p50_ms) is None:
             state, value = "untimed", None
-        elif r.backend == "torch":
+        elif r.backend == "torch" and r.algorithm == "vendor":
             state, value = "value", 1.0
         elif _value(r.speedup) is not None:
             state, value = "value", r.speedup
@@ -57,6 +57,8 @@ def heatmap_grid(records: list[Record], suite: str):
     # a row where only the baseline ran compares nothing (e.g. torch fp32 in a run whose numpy cells are fp64)
     rows = [row for row in rows if any(c != BASELINE and (row, c) in cells for c in columns)]
     columns = [c for c in columns if any((row, c) in cells for row in rows)]
+    kept_rows, kept_columns = set(rows), set(columns)
+    cells = {key: v for key, v in cells.items() if key[0] in kept_rows and key[1] in kept_columns}
     return rows, columns, cells
 
 

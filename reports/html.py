@@ -64,7 +64,7 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 #: sections open when the page loads (the rest are collapsed)
-OPEN_SECTIONS = ("summary", "algorithms", "training", "failures")
+OPEN_SECTIONS = ("summary", "algorithms", "training", "networks", "failures")
 
 
 def table_html(t: Table, *, sortable: bool = True) -> str:

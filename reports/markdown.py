@@ -12,6 +12,7 @@ SECTION_TITLES = {
     "speedup": "Speedup over the vendor baseline",
     "algorithms": "Algorithm comparison",
     "training": "Training modes: fprop, dgrad, wgrad",
+    "networks": "Whole networks: policies and the per-layer breakdown",
     "throughput": "Throughput and roofline",
     "accuracy": "Accuracy",
     "failures": "Failures",
@@ -59,7 +60,7 @@ def render_markdown(sections: dict[str, list[Table]], env_lines: list[str], plot
 
 
 def render_text(sections: dict[str, list[Table]], env_lines: list[str],
-                include=("summary", "timing", "algorithms", "training", "accuracy", "failures")) -> str:
+                include=("summary", "timing", "algorithms", "training", "networks", "accuracy", "failures")) -> str:
     out = [*env_lines, ""]
     for name in include:
         for t in sections.get(name, []):

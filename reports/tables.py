@@ -48,14 +48,14 @@ class Table:
 def column_name(r) -> str:
     """A cell's column in the report grids (a Record or a frame row)."""
     if r.backend == "torch":
-        return "torch (baseline)"
+        return "torch (baseline)" if r.algorithm == "vendor" else f"torch:{r.algorithm}"
     short = BACKEND_SHORT.get(r.backend, r.backend)
     return short if r.algorithm == "default" else f"{short}:{r.algorithm}"
 
 
 def _column_order(r) -> tuple:
     b = BACKEND_ORDER.index(r.backend) if r.backend in BACKEND_ORDER else len(BACKEND_ORDER)
-    return (b, r.algorithm)
+    return (b, r.algorithm != "vendor", r.algorithm)  # the vendor baseline first
 
 
 def _value(x):

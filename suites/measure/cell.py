@@ -72,7 +72,7 @@ def cell_tolerance(cell: Cell, reduction_length: int | None = None) -> float:
     """The tolerance model applied to one cell (see :mod:`.accuracy`); ``reduction_length``
     overrides the case's (one output of a multi-output call)."""
     tdtype = torch_dtype(cell.dtype)
-    scale = algorithm_error_scale(cell.algorithm) if cell.op == "conv2d" else 1.0
+    scale = algorithm_error_scale(cell.algorithm) if cell.op in ("conv2d", "network") else 1.0
     operand = None
     low_precision = cell.dtype in ("fp16", "bf16")
     transformed = cell.algorithm in TRANSFORM_ALGORITHMS or cell.backend == "torch"  # cuDNN may pick one
@@ -80,9 +80,12 @@ def cell_tolerance(cell: Cell, reduction_length: int | None = None) -> float:
         operand = tdtype  # transformed operands are stored in the input dtype
     accumulate = tdtype if cell.dtype == "fp64" else torch_dtype("fp32")
     length = cell.case.reduction_length if reduction_length is None else reduction_length
-    return accuracy.tolerance(tdtype, length, algorithm_scale=scale,
-                              input_precision=input_precision(cell.dtype), operand_dtype=operand,
-                              accumulate_dtype=accumulate)
+    tol = accuracy.tolerance(tdtype, length, algorithm_scale=scale,
+                             input_precision=input_precision(cell.dtype), operand_dtype=operand,
+                             accumulate_dtype=accumulate)
+    if cell.case.family == "network":  # each layer's rounding carries forward: the longest conv's x depth
+        tol *= cell.case.geom.depth
+    return tol
 
 
 def _checked_images(out, images: int, cell: Cell):
@@ -95,6 +98,9 @@ def check_output(cell: Cell, actual, ref) -> accuracy.Check:
     part by part, each with the tolerance of its own reduction, reporting the worst part."""
     if cell.case.family == "attack":
         return accuracy.check_steps(actual, ref, cell_tolerance(cell), what=str(cell))
+    if cell.case.family == "network":
+        return accuracy.check(actual, ref, cell_tolerance(cell), what=f"{cell} (tolerance: the longest conv's "
+                              f"x {cell.case.geom.depth} conv layers deep)")
     if not isinstance(ref, tuple):
         return accuracy.check(actual, ref, cell_tolerance(cell), what=str(cell))
     if not isinstance(actual, tuple) or len(actual) != len(ref):
@@ -131,7 +137,8 @@ def new_record(cell: Cell, backend: Backend) -> Record:
     geometry = {"type": type(case.geom).__name__,
                 **{k: getattr(case.geom, k) for k in case.geom.__dataclass_fields__}}
     return Record(suite=cell.suite, op=cell.op, algorithm=cell.algorithm, backend=cell.backend, shape=cell.shape,
-                  dtype=cell.dtype, layout=cell.layout, label=case.label, mode=case.mode, geometry=geometry,
+                  dtype=cell.dtype, layout=cell.layout, label=case.label, mode=case.mode, count=case.count,
+                  geometry=geometry,
                   device=backend.device,
                   flops=case.flops, min_bytes=case.min_bytes(ITEMSIZE[cell.dtype]))
 
@@ -160,6 +167,7 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
         with poisoned(cell.backend.startswith("triton")):  # a plan allocates its output now
             prepared = prepare(backend, cell, tensors, options.tune)
         rec.config = prepared.info.get("config", "")
+        rec.message = prepared.info.get("note", "")  # e.g. the layers a forced network policy left to auto
         rec.config_from = prepared.info.get("config_from", "")
         if backend.timed:
             rec.setup_ms = prepared.info.get("setup_ms")

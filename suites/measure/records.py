@@ -45,6 +45,8 @@ class Record:
     label: str = ""
     #: what a conv2d cell computes: fwd, dgrad, wgrad or fwd+bwd (convbench.suites.plan.shapes.MODES)
     mode: str = "fwd"
+    #: how often the layer occurs in its network (network suites' layer cells; 1 elsewhere)
+    count: int = 1
     #: {"type": "ConvGeometry", "n": ..., ...} (tuples as lists)
     geometry: dict = field(default_factory=dict)
     device: str = ""

@@ -26,7 +26,7 @@ from convbench import reference
 from convbench.runtime import ENV as INTERPRETER_ENV, cuda_available, interpreter_requested
 
 from . import ops
-from .shapes import Case
+from .shapes import NETWORK_SOURCE, Case
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp64")
 LAYOUTS = ("nchw", "nhwc")
@@ -41,6 +41,7 @@ CONTRACT_CONV2D_ALGORITHMS = ("direct", "im2col", "implicit_gemm", "winograd_f2"
 TORCH_DEVICE_ENV = "CONVBENCH_TORCH_DEVICE"
 ATTACK_FP32_ONLY = ("attack cells run in fp32: a sign step compares across implementations only at one "
                     "precision")
+NETWORK_NO_TF32 = "network cells run fp32, fp16, bf16 (the network modules take no input_precision yet)"
 #: cases larger than this many nominal operations are skipped under the interpreter
 INTERPRET_MAX_FLOPS = 2e7
 
@@ -196,6 +197,8 @@ class TritonBackend(Backend):
     def algorithms_for(self, case: Case) -> tuple[str, ...]:
         if case.op == "conv2d" and case.mode in self.BACKWARD_ALGORITHMS:
             return self.BACKWARD_ALGORITHMS[case.mode]
+        if case.family == "network":  # the policies: auto, fused, each conv algorithm forced
+            return ops.NETWORK_POLICIES + self.algorithms("conv2d")
         return self.algorithms(case.op)
 
     def _conv_entry(self, algorithm: str):
@@ -204,6 +207,8 @@ class TritonBackend(Backend):
     def unsupported(self, case, algorithm, dtype, layout):
         if case.family == "attack" and dtype != "fp32":
             return ATTACK_FP32_ONLY
+        if case.family == "network":
+            return NETWORK_NO_TF32 if dtype == "tf32" else None
         if case.op == "conv2d" and case.mode in self.BACKWARD_ALGORITHMS:
             return None  # dgrad and wgrad take every geometry the forward takes
         if case.op == "conv2d":
@@ -222,6 +227,9 @@ class TritonBackend(Backend):
             extra = {"algorithm": algorithm, "input_precision": input_precision(dtype)}
         if case.family == "attack":  # the network is built once; run() is the attack
             return Prepared(ops.attack_runner(k, case, t), _to_numpy, inputs=t)
+        if case.family == "network":  # the network is built (and fused) once; run() is the forward
+            note = ops.fallback_note(case, algorithm, torch_dtype(dtype))
+            return Prepared(ops.network_runner(k, case, t, algorithm), _to_numpy, info={"note": note}, inputs=t)
         fn = getattr(k, case.op, None)
         if fn is None:
             raise NotImplementedError(f"kernels.{case.op} does not exist yet")
@@ -301,9 +309,17 @@ class TorchBackend(Backend):
     def algorithms(self, op: str) -> tuple[str, ...]:
         return (VENDOR,)
 
+    def algorithms_for(self, case: Case) -> tuple[str, ...]:
+        return (VENDOR, "compile") if case.family == "network" else (VENDOR,)
+
     def unsupported(self, case, algorithm, dtype, layout):
         if case.family == "attack" and dtype != "fp32":
             return ATTACK_FP32_ONLY
+        if case.family == "network" and dtype == "tf32":
+            return NETWORK_NO_TF32
+        if algorithm == "compile" and self.device != "cuda":
+            return ("torch.compile (Inductor) is timed on GPU runs only: compiling a whole network for the CPU "
+                    "takes minutes and says nothing about the GPU")
         if dtype == "tf32" and self.device != "cuda":
             return "tf32 needs a CUDA GPU"
         if dtype == "tf32" and case.family in ("pool", "norm"):
@@ -326,6 +342,9 @@ class TorchBackend(Backend):
             return Prepared(lambda: ops.call(ops.TORCH_GRAD, case, t), _to_numpy, setup, inputs=t)
         if case.family == "attack":
             return Prepared(ops.attack_runner(F, case, t), _to_numpy, setup, inputs=t)
+        if case.family == "network":  # eager (cuDNN) or torch.compile of the same network and weights
+            return Prepared(ops.network_runner(F, case, t, "compile" if algorithm == "compile" else "vendor"),
+                            _to_numpy, setup, inputs=t)
 
         def run():
             with torch.no_grad():
@@ -345,12 +364,15 @@ class NumpyBackend(Backend):
         return tuple(ops.REFERENCE_ALGORITHMS) if op == "conv2d" else ("direct",)
 
     def algorithms_for(self, case: Case) -> tuple[str, ...]:
-        if case.mode != "fwd":  # one float64 reference of each gradient
+        if case.mode != "fwd" or case.family == "network":  # one float64 reference (a network: layer by layer)
             return ("direct",)
         return self.algorithms(case.op)
 
     def unsupported(self, case, algorithm, dtype, layout):
         g = case.geom
+        if algorithm == "direct" and case.op == "conv2d" and case.source == NETWORK_SOURCE:
+            return ("a network suite times the float64 im2col reference, not the direct loop nest (minutes at "
+                    "network sizes; the two are the same float64 convolution)")
         if case.family == "attack":
             return ("no NumPy autograd: an attack's float64 reference is torch autograd in float64 on the CPU, "
                     "which checks every attack cell")
@@ -363,6 +385,8 @@ class NumpyBackend(Backend):
 
     def prepare(self, case, algorithm, dtype, layout, tensors):
         arrays = {k: (None if v is None else v.detach().double().numpy().copy()) for k, v in tensors.items()}
+        if case.family == "network":  # the reference network is built once; run() is its forward
+            return Prepared(ops.network_runner(reference, case, arrays), _to_numpy, inputs=arrays)
         if case.op == "conv2d" and case.mode != "fwd":
             return Prepared(lambda: ops.call(reference, case, arrays), _to_numpy, inputs=arrays)
         if case.op == "conv2d":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry, NormGeometry, PoolGeometry
 
-from .shapes import AdaptivePoolGeometry, AttackGeometry, Case, Suite
+from .shapes import NETWORK_SOURCE, NETWORKS, AdaptivePoolGeometry, AttackGeometry, Case, NetworkGeometry, Suite
 
 SHAPES_CSV = Path(__file__).with_name("conv_shapes.csv")
 
@@ -241,6 +241,27 @@ def _gpu() -> tuple[Case, ...]:
     )
 
 
+#: network suite name -> network; each is the whole network at batch 32, 224x224, plus its distinct
+#: conv layers, each with how often it occurs (`--scale` shrinks resolution and batch, `--batch` sets it)
+NETWORK_SUITES = {f"{name}-net": name for name in NETWORKS}
+NETWORK_BATCH = 32
+_NETWORK_SOURCE = NETWORK_SOURCE
+
+
+def network_suite(name: str, geom: NetworkGeometry, description: str = "") -> Suite:
+    """The whole network of ``geom`` and its distinct conv layers at that batch and resolution
+    (``count``: occurrences in one forward; ``label``: the first module that has the geometry)."""
+    from convbench import models  # lazily: torch; the catalog is imported by the reports
+
+    net = models.ZOO[geom.model](geom.classes, algorithm="torch")
+    cases = [Case("network", geom, label=f"{geom.model} (whole network)", source=_NETWORK_SOURCE)]
+    for layer, count, module in models.distinct_conv_layers(net, (geom.n, 3, geom.h, geom.w)):
+        cases.append(Case("conv2d", layer, label=module, source=_NETWORK_SOURCE, count=count))
+    description = description or (f"{geom.model}: the whole network's forward (every policy: auto, fused, each "
+                                  f"algorithm forced, torch eager) and its distinct conv layers with their counts")
+    return Suite(name, description, tuple(cases), rebuild=network_suite)
+
+
 _BUILT_IN = {
     "quick": ("CPU-sized: every convolution algorithm, transposed convolution, pooling and normalization once", _quick),
     "gpu": ("GPU-sized (the default on a GPU): ResNet-50 stem/3x3/1x1, VGG-16 3x3, MobileNetV2 depthwise and "
@@ -257,7 +278,7 @@ _BUILT_IN = {
 
 #: every suite name, in the order `convbench list` shows them
 SUITE_NAMES = ("quick", "gpu", "train", "attack", "seed", "resnet50", "vgg16", "mobilenet_v2", "efficientnet_b0", "deepbench",
-               "dilated", "transposed", "pool", "norm")
+               "dilated", "transposed", "pool", "norm", *NETWORK_SUITES)
 DEFAULT_SUITE = "quick"
 #: the default on a machine with a CUDA GPU (see :func:`default_suite`)
 DEFAULT_GPU_SUITE = "gpu"
@@ -278,4 +299,6 @@ def get_suite(name: str) -> Suite:
     if name in _BUILT_IN:
         description, build = _BUILT_IN[name]
         return Suite(name, description, build())
+    if name in NETWORK_SUITES:
+        return network_suite(name, NetworkGeometry(NETWORK_SUITES[name], NETWORK_BATCH))
     raise ValueError(f"suite must be one of {SUITE_NAMES}, got {name!r}")

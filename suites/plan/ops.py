@@ -8,6 +8,8 @@ runner rounds them to the cell's dtype and computes the reference from the round
 
 from __future__ import annotations
 
+import copy
+import functools
 import zlib
 
 import numpy as np
@@ -52,6 +54,8 @@ def make_inputs(case: Case, seed: int = 0) -> dict[str, np.ndarray | None]:
         return {"input": x, "weight": w, "bias": normal(g.k)}
     if case.family == "attack":
         return attack_inputs(case, rng)
+    if case.family == "network":  # the weights are the network's own (network_model), the same for all
+        return {"input": x}
     if case.family == "pool":
         return {"input": x}
     if case.op == "batch_norm":
@@ -67,6 +71,8 @@ def call(lib, case: Case, t: dict, **extra):
     op = case.op
     if case.family == "attack":
         return attack_runner(lib, case, t)()
+    if case.family == "network":
+        return network_runner(lib, case, t, **extra)()
     if op == "conv2d" and case.mode != "fwd":
         return call_conv_mode(lib, case, t, **extra)
     if op == "conv2d":
@@ -218,6 +224,109 @@ def attack_runner(lib, case: Case, t: dict):
         else:
             out = attacks.pgd(model, x, y, g.eps, g.alpha, g.steps, start=tensors["start"])
         return out.numpy() if arrays else out
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# whole networks: convbench.models, one forward per policy
+# ----------------------------------------------------------------------------------------------
+#: policies of our kernels beyond the conv algorithms: "auto" (per layer), "fused" (convbench.nn.fuse)
+NETWORK_POLICIES = ("auto", "fused")
+#: images the batch-norm statistics are calibrated on
+CALIBRATION_IMAGES = 2
+
+
+@functools.lru_cache(maxsize=1)
+def network_model(model: str, h: int, w: int, classes: int, seed: int):
+    """``convbench.models.<model>`` in float64 on the CPU (algorithm="torch", eval mode) with
+    weights drawn from ``seed`` (torchvision's initialisation) and batch-norm statistics
+    calibrated on a few random images (one training-mode forward with momentum 1), so that
+    every layer sees normalised activations as in a trained network.  The same for every backend."""
+    import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+    from convbench import models  # lazily: the network cells only
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = models.ZOO[model](classes, algorithm="torch").double().eval()
+        calibration = torch.randn(CALIBRATION_IMAGES, 3, h, w, dtype=torch.float64)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.train()
+        m.momentum = 1.0
+    with torch.no_grad():
+        net(calibration)
+    for m in norms:
+        m.eval()
+        m.momentum = MOMENTUM
+    return net
+
+
+def network_seed(case: Case) -> int:
+    """The weights' seed: the network and resolution, not the batch (the reference of a cell
+    checks fewer images of the same network)."""
+    g = case.geom
+    return zlib.crc32(f"network:{g.model}-{g.h}x{g.w}-k{g.classes}".encode()) % (2**32)
+
+
+def fallback_note(case: Case, algorithm: str, dtype) -> str:
+    """Which conv layers a forced ``algorithm`` does not take (they run ``auto``), or ""."""
+    if algorithm in NETWORK_POLICIES or algorithm in ("vendor", "direct_reference"):
+        return ""
+    from convbench import kernels, models  # lazily: the network cells only
+
+    g = case.geom
+    net = network_model(g.model, g.h, g.w, g.classes, network_seed(case))
+    entry = kernels.conv.BY_NAME[algorithm]
+    layers = models.conv_layers(net, (1, 3, g.h, g.w))
+    off = [name for name, geom in layers if entry.unsupported(geom, dtype) is not None]
+    if not off:
+        return ""
+    return (f"{len(off)} of {len(layers)} conv layers fell back to auto ({algorithm} does not apply): "
+            + ", ".join(off[:6]) + (", ..." if len(off) > 6 else ""))
+
+
+def network_runner(lib, case: Case, t: dict, algorithm: str = "auto"):
+    """The network forward of ``case`` as a zero-argument callable: through convbench's kernels
+    with ``algorithm`` ("auto", "fused", or a conv algorithm forced with per-layer fallback), through
+    torch eager ("vendor") or ``torch.compile`` ("compile"), or for ``reference`` layer by layer
+    through the NumPy references in float64 (returned as an array)."""
+    import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+    from convbench import models  # lazily: the network cells only
+    from convbench import nn as cnn  # lazily: the network cells only
+
+    g = case.geom
+    net = network_model(g.model, g.h, g.w, g.classes, network_seed(case))
+    name = getattr(lib, "__name__", "")
+    x = t["input"]
+    if name == "convbench.reference":
+        ref = models.reference_network(net)
+        arrays = isinstance(x, np.ndarray)
+
+        def forward():
+            with torch.no_grad():
+                return ref(torch.from_numpy(x) if arrays else x.cpu().double()).numpy()
+
+        return forward
+    if name == "convbench.kernels":
+        model = cnn.convert(copy.deepcopy(net), "auto" if algorithm == "fused" else algorithm)
+        if algorithm == "fused":
+            model = cnn.fuse(model)
+    elif name == "torch.nn.functional":
+        model = copy.deepcopy(net)
+    else:
+        raise ValueError(f"no network runs through {name or lib!r}")
+    model = model.to(device=x.device, dtype=x.dtype)
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        model = model.to(memory_format=torch.channels_last)
+    if algorithm == "compile":
+        model = torch.compile(model)
+
+    def run():
+        with torch.no_grad():
+            return model(x)
 
     return run
 

@@ -16,9 +16,10 @@ are computed from the data (sum, square, add) rather than taken from running sta
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
-from typing import Union
+from typing import Callable, Union
 
 from convbench.reference.geometry import (ConvGeometry, ConvTransposeGeometry, NormGeometry, PoolGeometry,
                                 transpose_out_size)
@@ -29,8 +30,14 @@ POOL_OPS = ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")
 NORM_OPS = ("batch_norm", "layer_norm", "instance_norm", "group_norm")
 #: L-infinity attacks on convbench.models.small_cnn (forward + input gradient per step)
 ATTACK_OPS = ("fgsm", "pgd")
+#: a whole network's forward (convbench.models), one cell per policy
+NETWORK_OPS = ("network",)
+#: the networks a network case can name (convbench.models.ZOO)
+NETWORKS = ("resnet18", "resnet50", "densenet121", "efficientnet_b0", "mobilenet_v2")
+#: the source of a network suite's cases
+NETWORK_SOURCE = "convbench.models (torchvision's architecture and parameter shapes)"
 #: every operator a case can name, in report order
-OPS = CONV_OPS + TRANSPOSE_OPS + POOL_OPS + NORM_OPS + ATTACK_OPS
+OPS = CONV_OPS + TRANSPOSE_OPS + POOL_OPS + NORM_OPS + ATTACK_OPS + NETWORK_OPS
 #: what a conv2d case computes: the forward, the input gradient, the weight gradient, or a
 #: training step (forward, then every gradient: input, weight and bias)
 MODES = ("fwd", "dgrad", "wgrad", "fwd+bwd")
@@ -135,13 +142,88 @@ class AttackGeometry:
                 f"-eps{self.eps:g}-a{self.alpha:g}")
 
 
+@functools.lru_cache(maxsize=64)
+def network_stats(model: str, h: int, w: int, classes: int) -> tuple[int, int, int, int]:
+    """(multiply-accumulates per image, parameters, conv layers, longest conv reduction C/g*R*S)
+    of ``convbench.models.<model>`` on 3 x h x w images, from the geometry (meta device)."""
+    from convbench import models  # lazily: torch; plan is imported by records and the reports
+
+    net = models.ZOO[model](classes, algorithm="torch")
+    layers = models.conv_layers(net, (1, 3, h, w))
+    return (models.count_macs(net, (1, 3, h, w)), sum(p.numel() for p in net.parameters()), len(layers),
+            max(g.reduction_length for _, g in layers))
+
+
+@dataclass(frozen=True)
+class NetworkGeometry:
+    """One forward of ``convbench.models.<model>(classes)`` on N images of 3 x H x W (eval mode)."""
+
+    model: str
+    n: int
+    h: int = 224
+    w: int = 224
+    classes: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.model not in NETWORKS:
+            raise ValueError(f"model must be one of {NETWORKS}, got {self.model!r}")
+        for name in ("n", "h", "w", "classes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if min(self.h, self.w) < MIN_NETWORK_RESOLUTION:
+            raise ValueError(f"h and w must be >= {MIN_NETWORK_RESOLUTION} (five stride-2 stages), "
+                             f"got {self.h}x{self.w}")
+
+    c = 3
+
+    @property
+    def p(self) -> int:
+        return 1
+
+    @property
+    def q(self) -> int:
+        return 1
+
+    @property
+    def output_shape(self):
+        return (self.n, self.classes)
+
+    @property
+    def stats(self) -> tuple[int, int, int, int]:
+        return network_stats(self.model, self.h, self.w, self.classes)
+
+    @property
+    def flops(self) -> int:
+        """2 x the multiply-accumulates of the convolutions and linear layers."""
+        return 2 * self.n * self.stats[0]
+
+    @property
+    def depth(self) -> int:
+        return self.stats[2]
+
+    @property
+    def reduction_length(self) -> int:
+        return self.stats[3]
+
+    def min_bytes(self, itemsize: int) -> int:
+        """Parameters, images and logits once (activations are the network's own business)."""
+        return (self.stats[1] + self.n * 3 * self.h * self.w + self.n * self.classes) * itemsize
+
+    def __str__(self) -> str:
+        return f"{self.model}-n{self.n}-{self.h}x{self.w}" + (f"-k{self.classes}" if self.classes != 1000 else "")
+
+
+#: the smallest input side a network case takes (32 pixels: every stage keeps at least 1x1)
+MIN_NETWORK_RESOLUTION = 32
+
 Geometry = Union[ConvGeometry, ConvTransposeGeometry, PoolGeometry, AdaptivePoolGeometry, NormGeometry,
-                 AttackGeometry]
+                 AttackGeometry, NetworkGeometry]
 _GEOMETRY_OF_OP = {
     "conv2d": ConvGeometry, "conv_transpose2d": ConvTransposeGeometry,
     "max_pool2d": PoolGeometry, "avg_pool2d": PoolGeometry, "adaptive_avg_pool2d": AdaptivePoolGeometry,
     "batch_norm": NormGeometry, "layer_norm": NormGeometry, "instance_norm": NormGeometry,
-    "group_norm": NormGeometry, "fgsm": AttackGeometry, "pgd": AttackGeometry,
+    "group_norm": NormGeometry, "fgsm": AttackGeometry, "pgd": AttackGeometry, "network": NetworkGeometry,
 }
 #: geometry class name -> class, for reading records back
 GEOMETRY_TYPES = {cls.__name__: cls for cls in set(_GEOMETRY_OF_OP.values())}
@@ -153,7 +235,9 @@ class Case:
 
     ``label`` names the layer in its network (``"l1.3x3"``); ``source`` says where it comes from.
     ``training`` (batch_norm) uses batch statistics instead of running statistics;
-    ``count_include_pad`` is avg_pool2d's option; ``mode`` (conv2d) is one of :data:`MODES`.
+    ``count_include_pad`` is avg_pool2d's option; ``mode`` (conv2d) is one of :data:`MODES`;
+    ``count``: how often the layer occurs in its network (a layer suite's weighted total is then
+    comparable with the whole-network cell).
     """
 
     op: str
@@ -163,8 +247,11 @@ class Case:
     training: bool = False
     count_include_pad: bool = True
     mode: str = "fwd"
+    count: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ValueError(f"count must be a positive int, got {self.count!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.mode != "fwd" and self.op != "conv2d":
@@ -206,6 +293,8 @@ class Case:
             return "conv_transpose"
         if self.op in ATTACK_OPS:
             return "attack"
+        if self.op in NETWORK_OPS:
+            return "network"
         return "pool" if self.op in POOL_OPS else "norm"
 
     @property
@@ -214,7 +303,7 @@ class Case:
         g = self.geom
         if self.family in ("conv", "conv_transpose"):
             return g.flops * (3 if self.mode == "fwd+bwd" else 1)  # dgrad and wgrad: one forward's each
-        if self.family == "attack":
+        if self.family in ("attack", "network"):
             return g.flops
         if self.op == "adaptive_avg_pool2d":
             return g.n * g.c * g.h * g.w
@@ -240,6 +329,8 @@ class Case:
             return g.reduction_length
         if self.family == "attack":
             return g.steps  # each step adds +-alpha to the image: rounding grows with the steps
+        if self.family == "network":
+            return g.reduction_length  # the longest conv's (the cell's tolerance also grows with depth)
         if self.op == "max_pool2d":
             return 1  # a max is exact
         if self.op == "avg_pool2d":
@@ -269,6 +360,9 @@ class Suite:
     name: str
     description: str
     cases: tuple[Case, ...] = field(default_factory=tuple)
+    #: a network suite: (name, scaled NetworkGeometry, description) -> the suite of that network, so
+    #: that scaling rebuilds its layer cells from the scaled network (channels stay)
+    rebuild: Callable | None = field(default=None, compare=False, repr=False)
 
     def ops(self) -> tuple[str, ...]:
         present = {c.op for c in self.cases}
@@ -338,6 +432,9 @@ def scale_case(case: Case, factor: float, batch: int | None = None) -> Case:
     elif isinstance(g, AttackGeometry):
         geom = replace(g, n=n, h=max(_shrink(g.h, factor), 2), w=max(_shrink(g.w, factor), 2),
                        width=_shrink(g.width, factor, min(g.width, 8)))
+    elif isinstance(g, NetworkGeometry):  # the architecture is fixed: resolution and batch shrink
+        geom = replace(g, n=n, h=max(_shrink(g.h, factor), MIN_NETWORK_RESOLUTION),
+                       w=max(_shrink(g.w, factor), MIN_NETWORK_RESOLUTION))
     elif isinstance(g, AdaptivePoolGeometry):
         geom = replace(g, n=n, c=_channels(g.c, factor), h=max(_shrink(g.h, factor), g.out_h),
                        w=max(_shrink(g.w, factor), g.out_w))
@@ -349,6 +446,10 @@ def scale_case(case: Case, factor: float, batch: int | None = None) -> Case:
 
 
 def scale_suite(suite: Suite, factor: float = 1.0, batch: int | None = None) -> Suite:
+    networks = [c for c in suite.cases if c.op == "network"]
+    if networks and suite.rebuild is not None and (factor != 1 or batch is not None):
+        # a network suite's layer cells are the scaled network's own layers (channels stay)
+        return suite.rebuild(suite.name, scale_case(networks[0], factor, batch).geom, suite.description)
     cases = tuple(scale_case(c, factor, batch) for c in suite.cases)
     # shrinking can map two layers onto one shape: keep the first of each
     seen, unique = set(), []

@@ -1,0 +1,125 @@
+"""Network suites: whole-network cells for every policy, their layer cells with counts, the float64
+reference layer by layer, and the report's network and breakdown tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from convbench import cli, models
+from convbench.reports.networks import breakdown_tables, network_table
+from convbench.suites.measure.records import Record, read_jsonl
+from convbench.suites.plan import ops
+from convbench.suites.plan.catalog import NETWORK_SUITES, get_suite
+from convbench.suites.plan.shapes import Case, NetworkGeometry, scale_suite
+from tests._compare import as_ref, assert_close, tolerance
+
+FAST = ["--min-samples", "3", "--max-time", "0.02", "--threads", "1", "--no-peaks", "--rounds", "2",
+        "--processes", "1", "--no-history", "-q"]
+
+
+def test_network_geometry_counts_and_validation():
+    g = NetworkGeometry("resnet50", 2)
+    assert g.flops == 2 * 2 * models.count_macs(models.resnet50(), (1, 3, 224, 224))
+    assert g.depth == 53 and g.reduction_length == 512 * 9
+    case = Case("network", g)
+    assert case.family == "network" and case.flops == g.flops and str(g) == "resnet50-n2-224x224"
+    with pytest.raises(ValueError, match="model"):
+        NetworkGeometry("vgg11", 1)
+    with pytest.raises(ValueError, match="h and w"):
+        NetworkGeometry("resnet18", 1, 16, 16)
+    with pytest.raises(ValueError, match="count"):
+        Case("conv2d", get_suite("resnet18-net").cases[1].geom, count=0)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORK_SUITES))
+def test_network_suites_hold_the_network_and_its_layers_with_counts(name):
+    suite = get_suite(name)
+    net, *layers = suite.cases
+    assert net.op == "network" and net.geom.model == NETWORK_SUITES[name] and net.geom.n == 32
+    assert all(c.op == "conv2d" and c.count >= 1 for c in layers)
+    assert sum(c.count for c in layers) == net.geom.depth  # every conv call of the forward, once
+    assert len({c.shape for c in layers}) == len(layers)
+
+
+def test_scaling_a_network_suite_rebuilds_its_layers():
+    small = scale_suite(get_suite("resnet18-net"), 0.25)
+    net, *layers = small.cases
+    assert (net.geom.n, net.geom.h, net.geom.w) == (8, 56, 56)
+    assert layers[0].geom.c == 3 and layers[0].geom.k == 64 and layers[0].geom.h == 56  # channels kept
+    assert sum(c.count for c in layers) == 20
+    assert scale_suite(get_suite("resnet18-net"), 1.0, batch=1).cases[0].geom.n == 1
+
+
+def test_network_model_is_deterministic_and_calibrated():
+    a = ops.network_model("resnet18", 32, 32, 1000, 7)
+    assert a is ops.network_model("resnet18", 32, 32, 1000, 7)  # built once per cell
+    ops.network_model.cache_clear()
+    b = ops.network_model("resnet18", 32, 32, 1000, 7)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.bn1.running_var, torch.ones(64))  # calibrated, not the identity
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        ref = models.reference_forward(a, x)
+        assert_close(ref, as_ref(a(x)), 1e-12, "NumPy layer-by-layer vs torch float64")
+
+
+@pytest.mark.slow
+def test_network_suite_runs_end_to_end(tmp_path):
+    """resnet18-net at 32x32, batch 1: the whole network fused through our kernels under the
+    interpreter and torch eager, each checked against the NumPy layer-by-layer float64 forward
+    (two input sets); the report's network table.  (The layer cells and the breakdown table are
+    tested below on known records; a full CPU run of the suite is in the closing note.)"""
+    out = tmp_path / "run"
+    status = cli.main(["run", "--suite", "resnet18-net", "--scale", str(32 / 224), "--batch", "1", "--ops", "network",
+                       "--backends", "torch,triton-interpret", "--dtypes", "fp32", "--algorithms", "fused",
+                       "--interpret-max-mflops", "200", "--out", str(out), *FAST])
+    records = read_jsonl(out / "results.jsonl")
+    assert status == 0, [(r.key, r.message) for r in records if r.status in ("fail", "error")]
+    nets = {(r.backend, r.algorithm): r for r in records}
+    assert set(nets) == {("torch", "vendor"), ("triton-interpret", "fused")}
+    fused = nets[("triton-interpret", "fused")]
+    assert fused.status == "ok" and fused.passed and 0 < fused.max_rel_err < fused.tolerance
+    assert nets[("torch", "vendor")].p50_ms and nets[("torch", "vendor")].passed
+    report = (out / "report.md").read_text()
+    assert "Whole networks" in report and "interp:fused" in report
+
+
+def test_numpy_backend_times_the_reference_network_and_forced_policies_say_what_fell_back():
+    from convbench.suites.plan.backends import make_backend
+
+    case = Case("network", NetworkGeometry("resnet18", 1, 32, 32))
+    assert make_backend("numpy").algorithms_for(case) == ("direct",)
+    assert make_backend("torch").algorithms_for(case) == ("vendor", "compile")
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    from convbench import reference
+
+    y = ops.network_runner(reference, case, {"input": x.numpy()})()
+    net = ops.network_model("resnet18", 32, 32, 1000, ops.network_seed(case))
+    with torch.no_grad():
+        assert_close(y, as_ref(net(x)), 1e-12)
+    note = ops.fallback_note(case, "winograd_f2", torch.float32)
+    assert note.startswith("7 of 20 conv layers fell back to auto") and "layer2.0.downsample.0" in note  # 7x7 stem, strided 3x3s, 1x1 downsamples
+    assert ops.fallback_note(case, "implicit_gemm", torch.float32) == ""
+
+
+def _rec(backend, algorithm, op, shape, p50, count=1, dtype="fp64", label=""):
+    return Record(suite="r-net", op=op, algorithm=algorithm, backend=backend, shape=shape, dtype=dtype,
+                  layout="nchw", label=label or shape, count=count, status="ok", passed=True, p50_ms=p50,
+                  timed=p50 is not None, samples_ms=[p50] * 3 if p50 else [])
+
+
+def test_breakdown_and_network_tables_from_known_records():
+    recs = [_rec("torch", "vendor", "network", "net", 10.0), _rec("numpy", "direct", "network", "net", 40.0),
+            _rec("numpy", "im2col", "conv2d", "a", 2.0, count=3), _rec("numpy", "fft", "conv2d", "a", 1.0, count=3),
+            _rec("numpy", "im2col", "conv2d", "b", 4.0, count=1), _rec("numpy", "fft", "conv2d", "b", 8.0, count=1)]
+    (b,) = breakdown_tables(recs)
+    # oracle = 3 x 1.0 (fft) + 1 x 4.0 (im2col) = 7 ms; shares 3/7 and 4/7, the larger first
+    assert [row[0] for row in b.rows] == ["b", "a"] and [row[6] for row in b.rows] == ["57%", "43%"]
+    assert [row[3] for row in b.rows] == ["im2col", "fft"]
+    assert "oracle (every layer at its best algorithm): 7 ms" in b.notes[0] and "numpy:direct 40 ms" in b.notes[0]
+    t = network_table(recs)
+    speed = {row[4]: row[6] for row in t.rows}
+    assert speed["numpy:direct"] == "0.25x" and speed["torch (baseline)"] == ""
