@@ -93,7 +93,9 @@ def test_case_validation():
 
 
 def test_quick_and_seed_cover_every_op():
-    assert set(get_suite("quick").ops()) == set(OPS)
+    # every op but a whole network (the -net suites: even resnet18 at 32x32 takes the interpreter
+    # 20-50 s per policy, and quick runs every policy)
+    assert set(get_suite("quick").ops()) == set(OPS) - {"network"}
     labels = " ".join(c.label for c in get_suite("seed").cases)
     for variant in ("valid", "same", "strided", "dilated", "1x1", "multi-channel", "transposed",
                     "max pool", "avg pool", "global average", "batch norm", "layer norm", "instance norm"):
