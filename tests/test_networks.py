@@ -91,7 +91,7 @@ def test_numpy_backend_times_the_reference_network_and_forced_policies_say_what_
     from convbench.suites.plan.backends import make_backend
 
     case = Case("network", NetworkGeometry("resnet18", 1, 32, 32))
-    assert make_backend("numpy").algorithms_for(case) == ("direct",)
+    assert make_backend("numpy").algorithms_for(case) == ("im2col",)
     assert make_backend("torch").algorithms_for(case) == ("vendor", "compile")
     x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
     from convbench import reference

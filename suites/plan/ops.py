@@ -272,7 +272,7 @@ def network_seed(case: Case) -> int:
 
 def fallback_note(case: Case, algorithm: str, dtype) -> str:
     """Which conv layers a forced ``algorithm`` does not take (they run ``auto``), or ""."""
-    if algorithm in NETWORK_POLICIES or algorithm in ("vendor", "direct_reference"):
+    if algorithm in NETWORK_POLICIES or algorithm == "vendor":
         return ""
     from convbench import kernels, models  # lazily: the network cells only
 
