@@ -151,15 +151,25 @@ def timing_tables(records) -> list[Table]:
     tables = []
     for (suite, op, dtype, layout), group in _report_groups(df):
         grid = _pivot(group, _texts(group, cell_text))
+        counted = "count" in group.columns and (group["count"].fillna(1) > 1).any()
         t = Table(f"{suite} · {op} · {dtype} · {layout} — p50 ms (fastest correct cell in bold)",
-                  ["layer", "shape", *grid.columns])
+                  ["layer", "shape", *(["count"] if counted else []), *grid.columns])
         t.rows = _grid_rows(grid)
         correct = group["p50_ms"].where(group["status"] == "ok")
         times = _pivot(group, correct).astype(float)
+        first = 3 if counted else 2
         for i, row in enumerate(times.itertuples(index=False)):
             timed = [(v, j) for j, v in enumerate(row) if not math.isnan(v)]
             if len(timed) > 1:
-                t.best.add((i, 2 + min(timed)[1]))
+                t.best.add((i, first + min(timed)[1]))
+        if counted:  # how often each layer occurs in its network, and the network-weighted totals
+            counts = _pivot(group, group["count"].fillna(1).astype(float)).max(axis=1)
+            t.rows = [row[:2] + [str(int(n))] + row[2:] for row, n in zip(t.rows, counts)]
+            totals = [fmt_ms(float((times[c] * counts).sum())) if times[c].notna().all() else ""
+                      for c in times.columns]
+            t.rows.append(["weighted total", "sum of count x p50", "", *totals])
+            t.notes.append("weighted total: the layers' time in one forward of the network (count = occurrences); "
+                           "a column with an untimed layer has none")
         if group["timing_note"].str.startswith("not measured: Triton interpreter").any():
             t.notes.append("Triton cells ran in the CPU interpreter: checked for correctness, timing not measured.")
         if ((group["backend"] == "torch") & (group["device"] == "cuda")).any():

@@ -123,3 +123,23 @@ def test_breakdown_and_network_tables_from_known_records():
     t = network_table(recs)
     speed = {row[4]: row[6] for row in t.rows}
     assert speed["numpy:direct"] == "0.25x" and speed["torch (baseline)"] == ""
+
+
+def test_layer_suites_carry_their_network_counts():
+    counts = {c.label: c.count for c in get_suite("resnet50").cases}
+    assert (counts["conv1"], counts["l1.3x3"], counts["l1.1x1b"], counts["l3.3x3"], counts["l4.1x1a"]) == (1, 3, 4, 5, 2)
+    assert {c.label: c.count for c in get_suite("mobilenet_v2").cases}["b5.dw"] == 4
+    assert all(c.count == 1 for c in get_suite("vgg16").cases)  # no convbench.models twin: not counted
+
+
+def test_timing_table_shows_counts_and_the_weighted_total():
+    from convbench.reports.tables import timing_tables
+
+    recs = [_rec("torch", "vendor", "conv2d", "a", 2.0, count=3), _rec("numpy", "im2col", "conv2d", "a", 4.0, count=3),
+            _rec("torch", "vendor", "conv2d", "b", 1.0), _rec("numpy", "im2col", "conv2d", "b", None)]
+    recs[-1].status = "ok"
+    (t,) = timing_tables(recs)
+    assert t.headers[:3] == ["layer", "shape", "count"]
+    assert [row[2] for row in t.rows[:2]] == ["3", "1"]
+    assert t.rows[-1][:2] == ["weighted total", "sum of count x p50"]
+    assert t.rows[-1][3:] == ["7", ""]  # torch: 3 x 2 + 1 x 1; numpy has an untimed layer

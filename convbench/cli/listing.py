@@ -63,8 +63,10 @@ def _shapes(suite: str | None, scale: float, batch: int | None) -> str:
         if name not in SUITE_NAMES:
             raise UsageError(f"unknown suite {name!r}; choose from {', '.join(SUITE_NAMES)}")
         for c in scale_suite(get_suite(name), scale, batch).cases:
-            rows.append([name, c.op, c.label, c.shape, f"{c.flops / 1e9:.4g}", f"{c.min_bytes(2) / 1e6:.4g}"])
-    return tabulate(rows, headers=["suite", "op", "layer", "shape", "GFLOP", "MB (fp16)"], disable_numparse=True)
+            rows.append([name, c.op, c.label, c.shape, str(c.count), f"{c.flops / 1e9:.4g}",
+                         f"{c.min_bytes(2) / 1e6:.4g}"])
+    return tabulate(rows, headers=["suite", "op", "layer", "shape", "count", "GFLOP", "MB (fp16)"],
+                    disable_numparse=True)
 
 
 def _backends() -> str:

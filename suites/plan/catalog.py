@@ -64,9 +64,29 @@ def norm(op, n, c, h, w, groups=1, training=False, label="", source="") -> Case:
     return Case(op, NormGeometry(kind, n, c, h, w, groups), label, source, training=training)
 
 
+#: net column of conv_shapes.csv -> the convbench.models network its rows come from (for counts)
+CSV_NETWORKS = {"resnet50": "resnet50", "mbv2": "mobilenet_v2", "effb0": "efficientnet_b0"}
+
+
 @functools.lru_cache(maxsize=None)
 def csv_cases(net: str) -> tuple[Case, ...]:
-    """The rows of ``conv_shapes.csv`` for one network, in file order."""
+    """The rows of ``conv_shapes.csv`` for one network, in file order; where the network is in
+    :data:`CSV_NETWORKS`, each row's ``count`` is how often its geometry occurs in one forward of
+    that network at the row's batch and 224 x 224 (a row the network does not have is an error)."""
+    cases = _csv_rows(net)
+    if net not in CSV_NETWORKS:
+        return cases
+    from convbench import models  # lazily: torch; the catalog is imported by the reports
+
+    batch = cases[0].geom.n
+    counts = {g: n for g, n, _ in models.distinct_conv_layers(models.ZOO[CSV_NETWORKS[net]](), (batch, 3, 224, 224))}
+    missing = [c.label for c in cases if c.geom not in counts]
+    if missing:
+        raise ValueError(f"{SHAPES_CSV.name}: rows {missing} of {net} are not layers of {CSV_NETWORKS[net]}")
+    return tuple(replace(c, count=counts[c.geom]) for c in cases)
+
+
+def _csv_rows(net: str) -> tuple[Case, ...]:
     cases = []
     with SHAPES_CSV.open(newline="") as f:
         for row in csv.DictReader(f):
