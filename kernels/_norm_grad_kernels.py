@@ -30,7 +30,7 @@ Every sum has a fixed order: the gradients are deterministic, and no atomics are
 import triton
 import triton.language as tl
 
-from ._norm_kernels import _tile, row_stats
+from ._norm_kernels import _tile, element_program, row_stats
 
 
 @triton.jit
@@ -135,16 +135,7 @@ def _grad_dx_kernel(
     RUNNING: tl.constexpr, HAS_W: tl.constexpr, RELU: tl.constexpr, INT64: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    e_blocks = tl.cdiv(I * J, BLOCK_E)
-    b_blocks = tl.cdiv(B, BLOCK_B)
-    pid_e = pid % e_blocks
-    t = pid // e_blocks
-    pid_b = t % b_blocks
-    a = t // b_blocks
-    if INT64:
-        a = a.to(tl.int64)
-        pid_e = pid_e.to(tl.int64)
+    a, pid_b, pid_e = element_program(tl.program_id(0), B, I, J, INT64, BLOCK_B, BLOCK_E)
     b, i, j, off, mask = _tile(pid_b, B, I, J, sb, si, sj, pid_e * BLOCK_E, INT64, BLOCK_B, BLOCK_E)
     ok = b < B
     SB = B // CG

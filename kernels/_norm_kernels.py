@@ -2,7 +2,7 @@
 
 ``_stats_kernel`` (split Welford statistics of row tiles), ``_finalize_kernel`` (merge the splits,
 update running statistics) and ``_normalize_kernel`` (the affine map, optional ReLU), with the
-helpers the backward kernels share (``_tile``, ``row_stats``); the module
+helpers the backward kernels share (``_tile``, ``element_program``, ``row_stats``); the module
 docstring of :mod:`convbench.kernels.norm` describes the row/element view they share.
 """
 
@@ -23,6 +23,22 @@ def _tile(pid, B, I, J, sb, si, sj, e0, INT64: tl.constexpr, BLOCK_B: tl.constex
     off = b[:, None] * sb + (i * si + j * sj)[None, :]
     mask = (b < B)[:, None] & (e < I * J)[None, :]
     return b, i, j, off, mask
+
+
+@triton.jit
+def element_program(pid, B, I, J, INT64: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_E: tl.constexpr):
+    """(row a, block of rows b, block of elements) of program ``pid`` on an (A, B/BLOCK_B, I*J/BLOCK_E)
+    grid flattened with the element blocks fastest (shared by the normalize and backward kernels)."""
+    e_blocks = tl.cdiv(I * J, BLOCK_E)
+    b_blocks = tl.cdiv(B, BLOCK_B)
+    pid_e = pid % e_blocks
+    t = pid // e_blocks
+    pid_b = t % b_blocks
+    a = t // b_blocks
+    if INT64:
+        a = a.to(tl.int64)
+        pid_e = pid_e.to(tl.int64)
+    return a, pid_b, pid_e
 
 
 @triton.jit
@@ -152,16 +168,7 @@ def _normalize_kernel(
     RUNNING: tl.constexpr, HAS_W: tl.constexpr, HAS_BIAS: tl.constexpr, RELU: tl.constexpr,
     INT64: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    e_blocks = tl.cdiv(I * J, BLOCK_E)
-    b_blocks = tl.cdiv(B, BLOCK_B)
-    pid_e = pid % e_blocks
-    t = pid // e_blocks
-    pid_b = t % b_blocks
-    a = t // b_blocks
-    if INT64:
-        a = a.to(tl.int64)
-        pid_e = pid_e.to(tl.int64)
+    a, pid_b, pid_e = element_program(tl.program_id(0), B, I, J, INT64, BLOCK_B, BLOCK_E)
     b, i, j, off, mask = _tile(pid_b, B, I, J, sb, si, sj, pid_e * BLOCK_E, INT64, BLOCK_B, BLOCK_E)
     base = a * sa
     shift, mean, rstd = row_stats(x_ptr, stats_ptr, mean_ptr, var_ptr, a, b, b < B, A, B, sa, sb, 1, eps, RUNNING)
