@@ -43,22 +43,10 @@ class FusedConv2d(Conv2d):
         self.activation = activation
 
     def forward(self, input, residual=None):
-        if self.algorithm == "torch" or self.padding_mode != "zeros":
-            y = super().forward(input)
-            y = y + residual if residual is not None else y
-            return _ACTIVATE[self.activation](y)
-        algorithm = self._algorithm_for(lambda: kernels.conv.ConvGeometry.from_shapes(
-            (input if input.dim() == 4 else input.unsqueeze(0)).shape, self.weight.shape, self.stride,
-            self.padding, self.dilation, self.groups), input.dtype)
-        return kernels.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                              algorithm=algorithm, activation=self.activation, residual=residual)
+        return self._conv_forward(input, self.weight, self.bias, activation=self.activation, residual=residual)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", activation={self.activation!r}"
-
-
-_ACTIVATE = {None: lambda y: y, "relu": torch.relu, "relu6": lambda y: torch.clamp(y, 0.0, 6.0),
-             "silu": F.silu, "sigmoid": torch.sigmoid}
 
 
 class _Tracer(torch.fx.Tracer):

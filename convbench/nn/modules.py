@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from convbench import kernels
-from convbench.kernels.conv import BY_NAME
+from convbench.kernels.conv import BY_NAME, TORCH_ACTIVATIONS
 from convbench.reference.geometry import ConvGeometry
 
 #: what ``algorithm=`` may be on a convolution module
@@ -88,9 +88,12 @@ class Conv2d(_ConvAlgorithm, torch.nn.Conv2d):
         self._set_algorithm(algorithm)
         self._set_fallback(fallback)
 
-    def _conv_forward(self, input, weight, bias):
+    def _conv_forward(self, input, weight, bias, *, activation=None, residual=None):
+        """The convolution, with conv2d's epilogue ``act(conv + residual)`` when asked (fused in the
+        kernel; for ``algorithm="torch"`` torch ops after torch's conv)."""
         if self.algorithm == "torch":
-            return super()._conv_forward(input, weight, bias)
+            y = super()._conv_forward(input, weight, bias)
+            return TORCH_ACTIVATIONS[activation](y if residual is None else y + residual)
         padding = self.padding
         if self.padding_mode != "zeros":
             input, padding = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode), 0
@@ -98,7 +101,7 @@ class Conv2d(_ConvAlgorithm, torch.nn.Conv2d):
         algorithm = self._algorithm_for(lambda: ConvGeometry.from_shapes(
             batched.shape, weight.shape, self.stride, padding, self.dilation, self.groups), input.dtype)
         return kernels.conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups,
-                              algorithm=algorithm)
+                              algorithm=algorithm, activation=activation, residual=residual)
 
 
 class Conv1d(_ConvAlgorithm, torch.nn.Conv1d):

@@ -30,7 +30,7 @@ from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry
 
 from .. import _common, tuning
 from . import _fft_kernels, _gemm, _winograd_kernels, direct, fft, grad, im2col, implicit_gemm, transpose, wgrad, winograd
-from ._epilogue import ACTIVATIONS, make_epilogue
+from ._epilogue import ACTIVATIONS, TORCH_ACTIVATIONS, make_epilogue
 from .grad import conv1d_input_grad, conv1d_weight_grad, conv2d_input_grad, conv2d_weight_grad
 
 @dataclass(frozen=True)

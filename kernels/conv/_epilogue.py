@@ -21,6 +21,9 @@ import triton.language as tl
 from .. import _common
 
 ACTIVATIONS = ("relu", "relu6", "silu", "sigmoid")
+#: each activation (None: the identity) as torch ops, for every epilogue applied outside a kernel
+TORCH_ACTIVATIONS = {None: lambda y: y, "relu": torch.relu, "relu6": lambda y: torch.clamp(y, 0.0, 6.0),
+                     "silu": torch.nn.functional.silu, "sigmoid": torch.sigmoid}
 
 
 @dataclass(frozen=True)
@@ -61,15 +64,7 @@ class Epilogue:
             z = z + self.shift.float().reshape(shape)
         if self.residual is not None:
             z = z + self.residual.float()
-        if self.activation == "relu":
-            z = torch.relu(z)
-        elif self.activation == "relu6":
-            z = torch.clamp(z, 0.0, 6.0)
-        elif self.activation == "silu":
-            z = torch.nn.functional.silu(z)
-        elif self.activation == "sigmoid":
-            z = torch.sigmoid(z)
-        return z.to(y.dtype)
+        return TORCH_ACTIVATIONS[self.activation](z).to(y.dtype)
 
     def tensors(self) -> tuple:
         return tuple(t for t in (self.scale, self.shift, self.residual) if t is not None)
