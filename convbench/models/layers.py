@@ -21,22 +21,35 @@ from convbench import reference
 from convbench.reference.geometry import ConvGeometry
 
 
+def meta_forward(model: torch.nn.Module, input_shape, hooks: dict) -> None:
+    """One forward of a meta-device copy of ``model`` (as plain torch.nn, eval mode) on
+    ``input_shape``, calling ``hooks[kind](name, module, inputs, output)`` for each module of each
+    kind (a class or a tuple of classes): shapes without arithmetic or memory."""
+    probe = cnn.convert(copy.deepcopy(model).to("meta"), "torch").eval()
+
+    def bound(name, hook):
+        return lambda mod, inputs, output: hook(name, mod, inputs, output)
+
+    handles = [m.register_forward_hook(bound(name, hook)) for name, m in probe.named_modules()
+               for kind, hook in hooks.items() if isinstance(m, kind)]
+    try:
+        with torch.no_grad():
+            dtype = next((p.dtype for p in probe.parameters()), torch.float32)
+            probe(torch.empty(tuple(input_shape), device="meta", dtype=dtype))
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def conv_layers(model: torch.nn.Module, input_shape) -> list[tuple[str, ConvGeometry]]:
     """Every conv2d call of one forward on ``input_shape``, in call order."""
-    probe = cnn.convert(copy.deepcopy(model).to("meta"), "torch").eval()
     out: list[tuple[str, ConvGeometry]] = []
-    hooks = []
-    for name, m in probe.named_modules():
-        if isinstance(m, torch.nn.Conv2d):
-            def hook(mod, inputs, _out, name=name):
-                out.append((name, ConvGeometry.from_shapes(inputs[0].shape, mod.weight.shape, mod.stride,
-                                                           mod.padding, mod.dilation, mod.groups)))
-            hooks.append(m.register_forward_hook(hook))
-    with torch.no_grad():
-        dtype = next((p.dtype for p in probe.parameters()), torch.float32)
-        probe(torch.empty(tuple(input_shape), device="meta", dtype=dtype))
-    for h in hooks:
-        h.remove()
+
+    def hook(name, mod, inputs, _output):
+        out.append((name, ConvGeometry.from_shapes(inputs[0].shape, mod.weight.shape, mod.stride, mod.padding,
+                                                   mod.dilation, mod.groups)))
+
+    meta_forward(model, input_shape, {torch.nn.Conv2d: hook})
     return out
 
 
@@ -50,52 +63,44 @@ def distinct_conv_layers(model: torch.nn.Module, input_shape) -> list[tuple[Conv
     return [(g, counts[g], first[g]) for g in first]
 
 
-class _ReferenceConv(torch.nn.Module):
-    def __init__(self, m: torch.nn.Conv2d):
+def _conv(m, a):
+    # the im2col reference: float64 like the direct loop nest (tested against it), minutes faster
+    return reference.conv2d_im2col(a, m.weight.detach().numpy(), None if m.bias is None else m.bias.detach().numpy(),
+                                   m.stride, m.padding, m.dilation, m.groups)
+
+
+def _batch_norm(m, a):
+    return reference.batch_norm(a, m.running_mean.numpy(), m.running_var.numpy(),
+                                None if m.weight is None else m.weight.detach().numpy(),
+                                None if m.bias is None else m.bias.detach().numpy(), False, eps=m.eps)
+
+
+def _max_pool(m, a):
+    return reference.max_pool2d(a, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+
+
+def _avg_pool(m, a):
+    return reference.avg_pool2d(a, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                                m.divisor_override)
+
+
+def _adaptive_avg_pool(m, a):
+    return reference.adaptive_avg_pool2d(a, m.output_size)
+
+
+class _Reference(torch.nn.Module):
+    """A layer computed by its NumPy reference ``fn(layer, array)`` (the layer keeps its parameters)."""
+
+    def __init__(self, m: torch.nn.Module, fn):
         super().__init__()
-        self.m = m
+        self.m, self.fn = m, fn
 
     def forward(self, x):
-        m = self.m
-        b = None if m.bias is None else m.bias.detach().numpy()
-        # the im2col reference: float64 like the direct loop nest (tested against it), minutes faster
-        y = reference.conv2d_im2col(x.detach().numpy(), m.weight.detach().numpy(), b, m.stride, m.padding,
-                                    m.dilation, m.groups)
-        return torch.from_numpy(y)
+        return torch.from_numpy(self.fn(self.m, x.detach().numpy()))
 
 
-class _ReferenceBatchNorm(torch.nn.Module):
-    def __init__(self, m: torch.nn.BatchNorm2d):
-        super().__init__()
-        self.m = m
-
-    def forward(self, x):
-        m = self.m
-        y = reference.batch_norm(x.detach().numpy(), m.running_mean.numpy(), m.running_var.numpy(),
-                                 None if m.weight is None else m.weight.detach().numpy(),
-                                 None if m.bias is None else m.bias.detach().numpy(), False, eps=m.eps)
-        return torch.from_numpy(y)
-
-
-class _ReferencePool(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, x):
-        m, a = self.m, x.detach().numpy()
-        if isinstance(m, torch.nn.MaxPool2d):
-            y = reference.max_pool2d(a, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
-        elif isinstance(m, torch.nn.AvgPool2d):
-            y = reference.avg_pool2d(a, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-                                     m.divisor_override)
-        else:
-            y = reference.adaptive_avg_pool2d(a, m.output_size)
-        return torch.from_numpy(y)
-
-
-_REFERENCE_OF = ((torch.nn.Conv2d, _ReferenceConv), (torch.nn.BatchNorm2d, _ReferenceBatchNorm),
-                 ((torch.nn.MaxPool2d, torch.nn.AvgPool2d, torch.nn.AdaptiveAvgPool2d), _ReferencePool))
+_REFERENCE_OF = ((torch.nn.Conv2d, _conv), (torch.nn.BatchNorm2d, _batch_norm), (torch.nn.MaxPool2d, _max_pool),
+                 (torch.nn.AvgPool2d, _avg_pool), (torch.nn.AdaptiveAvgPool2d, _adaptive_avg_pool))
 
 
 def reference_network(model: torch.nn.Module) -> torch.nn.Module:
@@ -104,9 +109,9 @@ def reference_network(model: torch.nn.Module) -> torch.nn.Module:
 
     def swap(parent):
         for name, child in parent.named_children():
-            for kind, ref in _REFERENCE_OF:
+            for kind, fn in _REFERENCE_OF:
                 if isinstance(child, kind):
-                    setattr(parent, name, ref(child))
+                    setattr(parent, name, _Reference(child, fn))
                     break
             else:
                 swap(child)
