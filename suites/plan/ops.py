@@ -311,9 +311,9 @@ def network_runner(lib, case: Case, t: dict, algorithm: str = "auto"):
 
         return forward
     if name == "convbench.kernels":
-        model = cnn.convert(copy.deepcopy(net), "auto" if algorithm == "fused" else algorithm)
-        if algorithm == "fused":
-            model = cnn.fuse(model)
+        # fuse works on its own copy; the norms and pools it leaves then join our kernels too
+        model = (cnn.convert(cnn.fuse(net, algorithm="auto"), "auto") if algorithm == "fused"
+                 else cnn.convert(copy.deepcopy(net), algorithm))
     elif name == "torch.nn.functional":
         model = copy.deepcopy(net)
     else:
