@@ -11,11 +11,17 @@ from __future__ import annotations
 import os
 
 ENV = "TRITON_INTERPRET"
+#: ``=1`` keeps the interpreter's int32 overflow sanitizer on (``kernels._common`` turns it off otherwise)
+OVERFLOW_CHECKS_ENV = "CONVBENCH_INTERPRET_OVERFLOW_CHECKS"
 
 
 def interpreter_requested() -> bool:
     """True when ``TRITON_INTERPRET`` is set to something other than ``""``/``"0"``."""
     return os.environ.get(ENV, "0") not in ("", "0")
+
+
+def interpreter_overflow_checks_requested() -> bool:
+    return os.environ.get(OVERFLOW_CHECKS_ENV) == "1"
 
 
 def cuda_available() -> bool:

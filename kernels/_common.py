@@ -8,11 +8,12 @@ allocated through :func:`empty_output`, which tests switch to NaN-filled buffers
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
 
-from convbench.runtime import ENV, interpreter_requested
+from convbench.runtime import ENV, OVERFLOW_CHECKS_ENV, interpreter_overflow_checks_requested, interpreter_requested
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 INPUT_PRECISIONS = ("ieee", "tf32")
@@ -38,6 +39,43 @@ def interpreting() -> bool:
             f"{'in the interpreter' if INTERPRETER_MODE else 'compiled'}, TRITON_INTERPRET is now "
             f"{os.environ.get(ENV)!r}): set it before the first import, or use a new process")
     return INTERPRETER_MODE
+
+
+def set_interpreter_overflow_checks(enabled: bool) -> bool:
+    """Switch the Triton interpreter's int32 overflow checks on or off.
+
+    Triton 3.6's interpreter recomputes every int32 add, sub and mul in int64 for its overflow
+    sanitizer and then drops the verdict, because its device asserts are off
+    (``InterpreterOptions.debug`` is False): about half of the interpreter's time, for nothing.
+    convbench turns the sanitizer off; ``enabled=True`` (``CONVBENCH_INTERPRET_OVERFLOW_CHECKS=1``)
+    turns it on *with* device asserts, so that an overflow raises.  Returns whether this Triton
+    has the switch (``interpreter_builder.options``)."""
+    try:
+        from triton.runtime import interpreter
+    except ImportError:
+        return False
+    builder = getattr(interpreter, "interpreter_builder", None)
+    options = getattr(builder, "options", None)
+    if options is None or not {"sanitize_overflow", "debug"} <= set(getattr(options, "__dataclass_fields__", ())):
+        return False
+    builder.options = dataclasses.replace(options, sanitize_overflow=bool(enabled), debug=bool(enabled))
+    return True
+
+
+def interpreter_overflow_checks() -> bool | None:
+    """Whether the interpreter checks int32 overflow (None: not interpreting, or no such switch)."""
+    if not INTERPRETER_MODE:
+        return None
+    from triton.runtime import interpreter  # lazily: only the interpreter has the builder
+
+    options = getattr(getattr(interpreter, "interpreter_builder", None), "options", None)
+    if options is None or not hasattr(options, "sanitize_overflow"):
+        return None
+    return bool(options.sanitize_overflow and options.debug)
+
+
+if INTERPRETER_MODE:
+    set_interpreter_overflow_checks(interpreter_overflow_checks_requested())
 
 
 def check_tensor(t, name: str, *, ndim: int | None = None, dtypes=FLOAT_DTYPES) -> None:

@@ -113,12 +113,14 @@ class RowView:
 
 
 def default_config(view: RowView) -> NormConfig:
-    """Wide along rows when rows are the unit-stride axis, else wide along the row."""
+    """Wide along rows when rows are the unit-stride axis or shorter than 16 elements (eval-mode
+    batch norm late in a network: 2048 rows of one element would otherwise be 128 programs of
+    a 16 x 64 tile, 63 of each 64 lanes masked), else wide along the row."""
     (_, b, _, _), (_, sb, si, sj) = view.sizes, view.strides
-    inner = min(s for s, n in ((si, view.sizes[2]), (sj, view.sizes[3])) if n > 1) if view.row_length > 1 else 1
-    if b > 1 and sb < inner:
-        return CONFIGS[4] if b >= 64 else CONFIGS[3]
     length = view.row_length
+    inner = min(s for s, n in ((si, view.sizes[2]), (sj, view.sizes[3])) if n > 1) if length > 1 else 1
+    if b > 1 and (sb < inner or length <= 16):
+        return CONFIGS[4] if b >= 64 else CONFIGS[3]
     return CONFIGS[0] if length >= 1024 else CONFIGS[1] if length >= 256 else CONFIGS[2]
 
 

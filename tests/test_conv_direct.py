@@ -95,6 +95,17 @@ def test_direct_depthwise_channels_last_default_vectorises_channels(device):
     _check(y, x, expected, geom, torch.float16, f"depthwise channels_last seed={seed}")
 
 
+def test_depthwise_default_tile_follows_the_layout_on_a_gpu_and_the_program_count_in_the_interpreter():
+    """NCHW depthwise rows are contiguous along q (BLOCK_C = 1 on a GPU); the interpreter pays per
+    program, so there the channel-wide tile serves both layouts."""
+    geom = ConvGeometry.from_shapes((1, 960, 4, 4), (960, 1, 3, 3), 1, 1, 1, 960)
+    assert direct.default_config(geom, channels_last=False).block_c == 1
+    assert direct.default_config(geom, channels_last=True).block_c == 64
+    assert direct.default_config(geom, channels_last=False, interpreter=True).block_c == 64
+    small = ConvGeometry.from_shapes((1, 16, 4, 4), (16, 1, 3, 3), 1, 1, 1, 16)
+    assert direct.default_config(small, channels_last=False, interpreter=True).block_c == 1  # too few channels
+
+
 @pytest.mark.parametrize("name", ["groups2-dil2", "depthwise-x2-s2-5x5"])
 def test_direct_int64_offsets(name, device):
     """The 64-bit index path (used when a tensor passes 2**31 elements) on a small problem."""

@@ -112,7 +112,7 @@ def _im2col_plan(x, weight, bias, geom, *, input_precision="ieee", config=None):
 _GEMM_SOURCES = _files(implicit_gemm, _gemm)
 ALGORITHMS: tuple[ConvAlgorithm, ...] = (
     ConvAlgorithm("direct", direct.launch, direct.unsupported, direct.workspace_bytes, _direct_multiplies,
-                  direct.configs, lambda g, dt, cl: direct.default_config(g, cl), _direct_config_unsupported,
+                  direct.configs, lambda g, dt, cl: direct.default_config(g, cl, _common.interpreting()), _direct_config_unsupported,
                   _files(direct), direct.plan),
     ConvAlgorithm("im2col", im2col.launch, im2col.unsupported, im2col.workspace_bytes, _direct_multiplies,
                   im2col.configs, lambda g, dt, cl: im2col.default_config(g, dt), _gemm_config_unsupported,

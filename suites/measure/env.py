@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from convbench.runtime import interpreter_requested
+from convbench.runtime import interpreter_overflow_checks_requested, interpreter_requested
 
 #: the checkout this file lives in (git commands run there; elsewhere they give None)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +139,8 @@ def collect(device: str) -> dict:
         "triton": _version("triton"),
         "numpy": _version("numpy"),
         "triton_interpret": interpreter_requested(),
+        # the interpreter's int32 overflow sanitizer (off unless CONVBENCH_INTERPRET_OVERFLOW_CHECKS=1)
+        "interpret_overflow_checks": interpreter_requested() and interpreter_overflow_checks_requested(),
     }
     env.update(git_info())
     env.update(gpu_info())
