@@ -51,7 +51,7 @@ def set_interpreter_overflow_checks(enabled: bool) -> bool:
     turns it on *with* device asserts, so that an overflow raises.  Returns whether this Triton
     has the switch (``interpreter_builder.options``)."""
     try:
-        from triton.runtime import interpreter
+        from triton.runtime import interpreter  # lazily: only the interpreter's builder is switched
     except ImportError:
         return False
     builder = getattr(interpreter, "interpreter_builder", None)
