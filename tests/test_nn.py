@@ -154,3 +154,43 @@ def test_convert_a_single_layer_returns_its_twin():
     layer = torch.nn.Conv2d(3, 4, 3)
     twin = cnn.convert(layer, "direct")
     assert type(twin) is cnn.Conv2d and twin.algorithm == "direct" and twin.weight is layer.weight
+
+
+def test_input_precision_and_config_reach_every_conv2d_call(monkeypatch):
+    """The conv modules pass input_precision and config to kernels.conv2d; convert sets them on
+    every convbench conv (fused ones too) and bad values are named."""
+    from convbench import kernels
+
+    seen = []
+    real = kernels.conv2d
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["input_precision"], kwargs["config"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "conv2d", spy)
+    model = cnn.convert(_model().eval(), "auto", input_precision="tf32", config="heuristic")
+    convs = [m for m in model.modules() if isinstance(m, cnn.Conv2d)]
+    assert len(convs) == 3 and all((m.input_precision, m.config) == ("tf32", "heuristic") for m in convs)
+    assert "input_precision='tf32'" in repr(convs[0]) and "config='heuristic'" in repr(convs[0])
+    x = torch.rand(2, 3, 8, 8, device=DEV)
+    y = model(x)
+    assert seen == [("tf32", "heuristic")] * 3
+    # tf32 products round operands to 10 mantissa bits: the tolerance of tf32 operands
+    reference = cnn.convert(copy.deepcopy(model), "torch")
+    assert_close(y, as_ref(reference(x)), tolerance(torch.float32, 16 * 9 * 4, input_precision="tf32"), "tf32 model")
+    fused = cnn.convert(cnn.fuse(_model().eval()), "auto", config="tune")
+    assert {m.config for m in fused.modules() if isinstance(m, cnn.FusedConv2d)} == {"tune"}
+    kept = cnn.convert(model, "direct")  # None: leave them as they are
+    assert all((m.input_precision, m.config) == ("tf32", "heuristic") for m in kept.modules()
+               if isinstance(m, cnn.Conv2d))
+    back = cnn.convert(model, "torch")
+    assert not any(hasattr(m, "input_precision") for m in back.modules() if type(m) is torch.nn.Conv2d)
+    with pytest.raises(ValueError, match="input_precision"):
+        cnn.Conv2d(3, 4, 3, input_precision="fp8")
+    with pytest.raises(ValueError, match="config"):
+        cnn.Conv2d(3, 4, 3, config=3)
+    with pytest.raises(ValueError, match="input_precision"):
+        cnn.convert(_model(), "auto", input_precision="tf64")
+    with pytest.raises(ValueError, match="algorithm='torch'"):
+        cnn.convert(_model(), "torch", input_precision="tf32")

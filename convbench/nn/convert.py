@@ -13,7 +13,7 @@ from .modules import CONV_CHOICES, TWINS, _ConvAlgorithm
 
 #: twin -> its torch class (for converting back)
 TORCH_OF = {twin: base for base, twin in TWINS.items()}
-_OWN_ATTRIBUTES = ("algorithm", "fallback", "fell_back")
+_OWN_ATTRIBUTES = ("algorithm", "fallback", "fell_back", "input_precision", "config")
 
 
 def _retyped(module: torch.nn.Module, cls: type) -> torch.nn.Module:
@@ -44,7 +44,8 @@ def _swap(module: torch.nn.Module, algorithm: str, fallback) -> torch.nn.Module:
     return new
 
 
-def convert(model: torch.nn.Module, algorithm: str = "auto", *, fallback: str | None = "auto") -> torch.nn.Module:
+def convert(model: torch.nn.Module, algorithm: str = "auto", *, fallback: str | None = "auto",
+            input_precision: str | None = None, config=None) -> torch.nn.Module:
     """Swap every ``torch.nn`` layer with a convbench twin (``Conv1d``, ``Conv2d``,
     ``ConvTranspose2d``, ``BatchNorm2d``, ``InstanceNorm2d``, ``LayerNorm``, ``GroupNorm``,
     ``MaxPool2d``, ``AvgPool2d``, ``AdaptiveAvgPool2d``) for the twin, in place, keeping weights.
@@ -52,17 +53,27 @@ def convert(model: torch.nn.Module, algorithm: str = "auto", *, fallback: str | 
     ``algorithm``: ``"auto"``; a conv2d algorithm name (convolutions take it, with ``fallback``
     where it does not apply; the other layers take ``"auto"``); or ``"torch"``, which turns twins
     back into plain ``torch.nn`` modules.  Already converted layers are re-set.  Exact classes
-    only: a user's subclass of ``torch.nn.Conv2d`` keeps its own forward.  Returns the model (a
-    new object only when ``model`` itself is one of the layers).
+    only: a user's subclass of ``torch.nn.Conv2d`` keeps its own forward.  ``input_precision``
+    and ``config`` (None: leave as they are) are set on every convbench convolution of the
+    result, fused ones (:class:`convbench.nn.FusedConv2d`) included.  Returns the model (a new
+    object only when ``model`` itself is one of the layers).
     """
     if algorithm not in CONV_CHOICES:
         raise ValueError(f"algorithm must be one of {CONV_CHOICES}, got {algorithm!r}")
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if algorithm == "torch" and (input_precision is not None or config is not None):
+        raise ValueError("input_precision and config apply to convbench's kernels, not to algorithm='torch'")
     for parent in list(model.modules()):
         for name, child in list(parent._modules.items()):
             if child is not None:
                 swapped = _swap(child, algorithm, fallback)
                 if swapped is not child:
                     parent._modules[name] = swapped
-    return _swap(model, algorithm, fallback)
+    model = _swap(model, algorithm, fallback)
+    if input_precision is not None or config is not None:
+        for m in model.modules():
+            if isinstance(m, _ConvAlgorithm):
+                m._set_launch(m.input_precision if input_precision is None else input_precision,
+                              m.config if config is None else config)
+    return model

@@ -64,7 +64,8 @@ class _Tracer(torch.fx.Tracer):
 def _fold(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d | None, activation, algorithm) -> FusedConv2d:
     fused = FusedConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                         conv.dilation, conv.groups, True, conv.padding_mode, activation=activation,
-                        algorithm=algorithm, device=conv.weight.device, dtype=conv.weight.dtype)
+                        algorithm=algorithm, input_precision=getattr(conv, "input_precision", "ieee"),
+                        config=getattr(conv, "config", None), device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         w = conv.weight.detach().double()
         b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64,

@@ -10,6 +10,11 @@ torch's own, and a checkpoint of either loads into the other.  Only the computat
   algorithm does not apply to a call's geometry (Winograd on a strided layer), ``fallback``
   (default ``"auto"``) runs instead and :attr:`Conv2d.fell_back` says why; ``fallback=None`` raises.
 
+Convolutions also take ``input_precision`` (``"ieee"``, or ``"tf32"``: fp32 operands on the tensor
+cores, as cuDNN with ``allow_tf32``) and ``config`` (None: the heuristic; ``"tune"``: the tuning
+cache, tuning on a miss on a GPU; or a config name of ``kernels.conv_configs``), passed to every
+conv2d call; ``algorithm="torch"`` ignores both (torch's own flags decide).
+
 Pools and norms take ``"auto"`` or ``"torch"`` (one kernel each).  Gradients flow through the
 kernels' autograd Functions.  Non-zero ``padding_mode`` pads with ``torch.nn.functional.pad``
 first, exactly as torch's own modules do.
@@ -21,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from convbench import kernels
+from convbench.kernels._common import INPUT_PRECISIONS
 from convbench.kernels.conv import BY_NAME, TORCH_ACTIVATIONS
 from convbench.reference.geometry import ConvGeometry
 
@@ -55,11 +61,31 @@ class _ConvAlgorithm(_Accelerated):
     fallback: str | None = "auto"
     #: why the last forward did not use ``algorithm`` (None when it did)
     fell_back: str | None = None
+    #: conv2d's ``input_precision`` and ``config`` for every call (see the module docstring)
+    input_precision: str = "ieee"
+    config: object = None
 
     def _set_fallback(self, fallback) -> None:
         if fallback is not None:
             _check_choice(fallback, ("auto", *kernels.CONV2D_ALGORITHMS), f"{type(self).__name__} fallback")
         self.fallback = fallback
+
+    def _set_launch(self, input_precision: str, config) -> None:
+        if input_precision not in INPUT_PRECISIONS:
+            raise ValueError(f"input_precision for {type(self).__name__} must be one of {INPUT_PRECISIONS}, "
+                             f"got {input_precision!r}")
+        if config is not None and not isinstance(config, str) and not hasattr(config, "name"):
+            raise ValueError(f"config for {type(self).__name__} must be None, 'heuristic', 'tune', a config name "
+                             f"or a config object, got {config!r}")
+        self.input_precision, self.config = input_precision, config
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self.input_precision != "ieee":
+            text += f", input_precision={self.input_precision!r}"
+        if self.config is not None:
+            text += f", config={getattr(self.config, 'name', self.config)!r}"
+        return text
 
     def _algorithm_for(self, make_geometry, dtype: torch.dtype) -> str:
         """``algorithm``, or ``fallback`` where it does not apply to this call's geometry."""
@@ -83,10 +109,12 @@ class _ConvAlgorithm(_Accelerated):
 class Conv2d(_ConvAlgorithm, torch.nn.Conv2d):
     """``torch.nn.Conv2d`` + ``algorithm`` (and ``fallback``) on convbench's conv2d."""
 
-    def __init__(self, *args, algorithm: str = "auto", fallback: str | None = "auto", **kwargs):
+    def __init__(self, *args, algorithm: str = "auto", fallback: str | None = "auto", input_precision: str = "ieee",
+                 config=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._set_algorithm(algorithm)
         self._set_fallback(fallback)
+        self._set_launch(input_precision, config)
 
     def _conv_forward(self, input, weight, bias, *, activation=None, residual=None):
         """The convolution, with conv2d's epilogue ``act(conv + residual)`` when asked (fused in the
@@ -101,16 +129,19 @@ class Conv2d(_ConvAlgorithm, torch.nn.Conv2d):
         algorithm = self._algorithm_for(lambda: ConvGeometry.from_shapes(
             batched.shape, weight.shape, self.stride, padding, self.dilation, self.groups), input.dtype)
         return kernels.conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups,
-                              algorithm=algorithm, activation=activation, residual=residual)
+                              algorithm=algorithm, input_precision=self.input_precision, config=self.config,
+                              activation=activation, residual=residual)
 
 
 class Conv1d(_ConvAlgorithm, torch.nn.Conv1d):
     """``torch.nn.Conv1d`` + ``algorithm`` (and ``fallback``) on convbench's conv1d."""
 
-    def __init__(self, *args, algorithm: str = "auto", fallback: str | None = "auto", **kwargs):
+    def __init__(self, *args, algorithm: str = "auto", fallback: str | None = "auto", input_precision: str = "ieee",
+                 config=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._set_algorithm(algorithm)
         self._set_fallback(fallback)
+        self._set_launch(input_precision, config)
 
     def _conv_forward(self, input, weight, bias):
         if self.algorithm == "torch":
@@ -122,7 +153,7 @@ class Conv1d(_ConvAlgorithm, torch.nn.Conv1d):
         algorithm = self._algorithm_for(lambda: ConvGeometry.from_shapes_1d(
             batched.shape, weight.shape, self.stride, padding, self.dilation, self.groups), input.dtype)
         return kernels.conv1d(input, weight, bias, self.stride, padding, self.dilation, self.groups,
-                              algorithm=algorithm)
+                              algorithm=algorithm, input_precision=self.input_precision, config=self.config)
 
 
 class ConvTranspose2d(_Accelerated, torch.nn.ConvTranspose2d):
