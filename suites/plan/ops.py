@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import zlib
 
 import numpy as np
@@ -233,8 +234,17 @@ def attack_runner(lib, case: Case, t: dict):
 # ----------------------------------------------------------------------------------------------
 #: policies of our kernels beyond the conv algorithms: "auto" (per layer), "fused" (convbench.nn.fuse)
 NETWORK_POLICIES = ("auto", "fused")
-#: images the batch-norm statistics are calibrated on
-CALIBRATION_IMAGES = 2
+#: values per channel the last stage's batch-norm statistics are calibrated on (at least 2 images):
+#: at 32x32 the last stage is 1x1, and statistics from 2 values leave channels with a near-zero
+#: variance that amplifies every rounding error after them (mobilenet_v2 at 32x32 then fails an
+#: fp32 check even for torch)
+CALIBRATION_VALUES = 64
+
+
+def calibration_images(h: int, w: int) -> int:
+    """How many random images calibrate a network's batch norms at h x w (2 at 224x224, 64 at 32x32)."""
+    last = math.ceil(h / 32) * math.ceil(w / 32)
+    return min(CALIBRATION_VALUES, max(2, math.ceil(CALIBRATION_VALUES / last)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -250,7 +260,7 @@ def network_model(model: str, h: int, w: int, classes: int, seed: int):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         net = models.ZOO[model](classes, algorithm="torch").double().eval()
-        calibration = torch.randn(CALIBRATION_IMAGES, 3, h, w, dtype=torch.float64)
+        calibration = torch.randn(calibration_images(h, w), 3, h, w, dtype=torch.float64)
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for m in norms:
         m.train()
