@@ -163,3 +163,37 @@ def test_calibrated_networks_are_well_conditioned_at_small_resolutions(model):
     err = accuracy.errors(fp32.double().numpy(), ref)[0]
     tol = cell_tolerance(Cell("s", case, "vendor", "torch", "fp32", "nchw"))
     assert err < tol / 8, (err, tol)
+
+
+@pytest.mark.parametrize("policy,dtype", [("tuned", "fp32"), ("auto", "tf32"), ("fused", "tf32")])
+def test_tuned_and_tf32_policies_reach_every_conv_call(policy, dtype, monkeypatch):
+    """``tuned`` runs every conv with algorithm="auto", config="tune" (on a CPU: the heuristic, and
+    the note says so); tf32 cells pass input_precision="tf32" to every conv, fused ones included."""
+    import torch.nn.functional as F
+
+    from convbench import kernels
+    from convbench.kernels.conv import TORCH_ACTIVATIONS
+    from convbench.suites.plan.backends import make_backend
+
+    seen = []
+
+    def spy(x, w, b, stride, padding, dilation, groups, *, algorithm, input_precision, config,
+            activation=None, residual=None):
+        seen.append((algorithm, input_precision, config))
+        y = F.conv2d(x, w, b, stride, padding, dilation, groups)
+        return TORCH_ACTIVATIONS[activation](y if residual is None else y + residual)
+
+    monkeypatch.setattr(kernels, "conv2d", spy)
+    case = Case("network", NetworkGeometry("resnet18", 1, 32, 32))
+    backend = make_backend("triton-interpret")
+    assert make_backend("triton").unsupported(case, policy, dtype, "nchw") is None  # tf32 networks run
+    x = torch.randn(1, 3, 32, 32)
+    prepared = backend.prepare(case, policy, dtype, "nchw", {"input": x})
+    y = prepared.run()
+    assert y.shape == (1, 1000) and len(seen) == 20
+    precision = "tf32" if dtype == "tf32" else "ieee"
+    expect = ("auto", precision, "tune" if policy == "tuned" else None)
+    assert set(seen) == {expect}, set(seen)
+    if policy == "tuned":
+        assert "not tuned: no GPU" in prepared.info["note"]
+    assert ops.NETWORK_POLICIES == ("auto", "tuned", "fused")

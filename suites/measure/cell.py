@@ -169,6 +169,7 @@ def run_cell(cell: Cell, backend: Backend, cache: InputCache, options: RunOption
         rec.config = prepared.info.get("config", "")
         rec.message = prepared.info.get("note", "")  # e.g. the layers a forced network policy left to auto
         rec.config_from = prepared.info.get("config_from", "")
+        rec.tuning_s = prepared.info.get("tuning_s", rec.tuning_s)  # e.g. a tuned network's layers
         if backend.timed:
             rec.setup_ms = prepared.info.get("setup_ms")
         rec.launches = prepared.info.get("launches")

@@ -41,7 +41,6 @@ CONTRACT_CONV2D_ALGORITHMS = ("direct", "im2col", "implicit_gemm", "winograd_f2"
 TORCH_DEVICE_ENV = "CONVBENCH_TORCH_DEVICE"
 ATTACK_FP32_ONLY = ("attack cells run in fp32: a sign step compares across implementations only at one "
                     "precision")
-NETWORK_NO_TF32 = "network cells run fp32, fp16, bf16 (the network modules take no input_precision yet)"
 #: cases larger than this many nominal operations are skipped under the interpreter
 INTERPRET_MAX_FLOPS = 2e7
 
@@ -208,7 +207,7 @@ class TritonBackend(Backend):
         if case.family == "attack" and dtype != "fp32":
             return ATTACK_FP32_ONLY
         if case.family == "network":
-            return NETWORK_NO_TF32 if dtype == "tf32" else None
+            return None
         if case.op == "conv2d" and case.mode in self.BACKWARD_ALGORITHMS:
             return None  # dgrad and wgrad take every geometry the forward takes
         if case.op == "conv2d":
@@ -228,8 +227,11 @@ class TritonBackend(Backend):
         if case.family == "attack":  # the network is built once; run() is the attack
             return Prepared(ops.attack_runner(k, case, t), _to_numpy, inputs=t)
         if case.family == "network":  # the network is built (and fused) once; run() is the forward
-            note = ops.fallback_note(case, algorithm, torch_dtype(dtype))
-            return Prepared(ops.network_runner(k, case, t, algorithm), _to_numpy, info={"note": note}, inputs=t)
+            info = {"note": ops.fallback_note(case, algorithm, torch_dtype(dtype))}
+            run = ops.network_runner(k, case, t, algorithm, input_precision(dtype))
+            if algorithm == "tuned":  # tune the misses now, not in the first timed call
+                info.update(ops.tune_network(k, run, t["input"]))
+            return Prepared(run, _to_numpy, info=info, inputs=t)
         fn = getattr(k, case.op, None)
         if fn is None:
             raise NotImplementedError(f"kernels.{case.op} does not exist yet")
@@ -315,8 +317,6 @@ class TorchBackend(Backend):
     def unsupported(self, case, algorithm, dtype, layout):
         if case.family == "attack" and dtype != "fp32":
             return ATTACK_FP32_ONLY
-        if case.family == "network" and dtype == "tf32":
-            return NETWORK_NO_TF32
         if algorithm == "compile" and self.device != "cuda":
             return ("torch.compile (Inductor) is timed on GPU runs only: compiling a whole network for the CPU "
                     "takes minutes and says nothing about the GPU")

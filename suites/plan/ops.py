@@ -232,8 +232,10 @@ def attack_runner(lib, case: Case, t: dict):
 # ----------------------------------------------------------------------------------------------
 # whole networks: convbench.models, one forward per policy
 # ----------------------------------------------------------------------------------------------
-#: policies of our kernels beyond the conv algorithms: "auto" (per layer), "fused" (convbench.nn.fuse)
-NETWORK_POLICIES = ("auto", "fused")
+#: policies of our kernels beyond the conv algorithms: "auto" (the heuristic per layer), "tuned" (every
+#: conv with algorithm="auto", config="tune": the fastest measured algorithm and config per layer, from
+#: the tuning cache, tuned on a miss), "fused" (convbench.nn.fuse: eval-mode batch norm folded, epilogues)
+NETWORK_POLICIES = ("auto", "tuned", "fused")
 #: values per channel the last stage's batch-norm statistics are calibrated on (at least 2 images):
 #: at 32x32 the last stage is 1x1, and statistics from 2 values leave channels with a near-zero
 #: variance that amplifies every rounding error after them (mobilenet_v2 at 32x32 then fails an
@@ -297,11 +299,12 @@ def fallback_note(case: Case, algorithm: str, dtype) -> str:
             + ", ".join(off[:6]) + (", ..." if len(off) > 6 else ""))
 
 
-def network_runner(lib, case: Case, t: dict, algorithm: str = "auto"):
+def network_runner(lib, case: Case, t: dict, algorithm: str = "auto", input_precision: str = "ieee"):
     """The network forward of ``case`` as a zero-argument callable: through convbench's kernels
-    with ``algorithm`` ("auto", "fused", or a conv algorithm forced with per-layer fallback), through
-    torch eager ("vendor") or ``torch.compile`` ("compile"), or for ``reference`` layer by layer
-    through the NumPy references in float64 (returned as an array)."""
+    with ``algorithm`` (a policy of ``NETWORK_POLICIES``, or a conv algorithm forced with per-layer
+    fallback) and ``input_precision``, through torch eager ("vendor") or ``torch.compile``
+    ("compile"), or for ``reference`` layer by layer through the NumPy references in float64
+    (returned as an array)."""
     import torch  # lazily: plan is imported by records and the reports, which need no torch
 
     from convbench import models  # lazily: the network cells only
@@ -322,8 +325,12 @@ def network_runner(lib, case: Case, t: dict, algorithm: str = "auto"):
         return forward
     if name == "convbench.kernels":
         # fuse works on its own copy; the norms and pools it leaves then join our kernels too
-        model = (cnn.convert(cnn.fuse(net, algorithm="auto"), "auto") if algorithm == "fused"
-                 else cnn.convert(copy.deepcopy(net), algorithm))
+        if algorithm == "fused":
+            model = cnn.convert(cnn.fuse(net, algorithm="auto"), "auto", input_precision=input_precision)
+        elif algorithm == "tuned":
+            model = cnn.convert(copy.deepcopy(net), "auto", input_precision=input_precision, config="tune")
+        else:
+            model = cnn.convert(copy.deepcopy(net), algorithm, input_precision=input_precision)
     elif name == "torch.nn.functional":
         model = copy.deepcopy(net)
     else:
@@ -339,6 +346,23 @@ def network_runner(lib, case: Case, t: dict, algorithm: str = "auto"):
             return model(x)
 
     return run
+
+
+def tune_network(lib, run, x) -> dict:
+    """Run a ``tuned`` network once before timing, so that the tuning of every conv layer the cache
+    misses happens here and not in the first timed call; returns the cell's info."""
+    if not lib.conv.can_tune(x):
+        return {"note": f"tuned: {lib.conv.NOT_TUNED} (every layer ran its heuristic config)"}
+    import time  # lazily: only a GPU run tunes
+
+    import torch  # lazily: plan is imported by records and the reports, which need no torch
+
+    start = time.perf_counter()
+    run()
+    torch.cuda.synchronize(x.device)
+    seconds = time.perf_counter() - start
+    return {"tuning_s": seconds, "note": f"every conv layer's algorithm and config from the tuning cache "
+                                         f"({lib.tuning.cache_path()}); tuning the misses took {seconds:.1f} s"}
 
 
 def call_reference_algorithm(reference, algorithm: str, case: Case, arrays: dict):
