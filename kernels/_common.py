@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from convbench.runtime import ENV, OVERFLOW_CHECKS_ENV, interpreter_overflow_checks_requested, interpreter_requested
+from convbench.runtime import ENV, interpreter_overflow_checks_requested, interpreter_requested
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 INPUT_PRECISIONS = ("ieee", "tf32")
@@ -41,6 +41,17 @@ def interpreting() -> bool:
     return INTERPRETER_MODE
 
 
+def _interpreter_builder():
+    """Triton's interpreter builder when its options have both switches below, else None."""
+    try:
+        from triton.runtime import interpreter  # lazily: only the interpreter's builder is switched
+    except ImportError:
+        return None
+    builder = getattr(interpreter, "interpreter_builder", None)
+    fields = getattr(getattr(builder, "options", None), "__dataclass_fields__", ())
+    return builder if {"sanitize_overflow", "debug"} <= set(fields) else None
+
+
 def set_interpreter_overflow_checks(enabled: bool) -> bool:
     """Switch the Triton interpreter's int32 overflow checks on or off.
 
@@ -50,28 +61,19 @@ def set_interpreter_overflow_checks(enabled: bool) -> bool:
     convbench turns the sanitizer off; ``enabled=True`` (``CONVBENCH_INTERPRET_OVERFLOW_CHECKS=1``)
     turns it on *with* device asserts, so that an overflow raises.  Returns whether this Triton
     has the switch (``interpreter_builder.options``)."""
-    try:
-        from triton.runtime import interpreter  # lazily: only the interpreter's builder is switched
-    except ImportError:
+    builder = _interpreter_builder()
+    if builder is None:
         return False
-    builder = getattr(interpreter, "interpreter_builder", None)
-    options = getattr(builder, "options", None)
-    if options is None or not {"sanitize_overflow", "debug"} <= set(getattr(options, "__dataclass_fields__", ())):
-        return False
-    builder.options = dataclasses.replace(options, sanitize_overflow=bool(enabled), debug=bool(enabled))
+    builder.options = dataclasses.replace(builder.options, sanitize_overflow=bool(enabled), debug=bool(enabled))
     return True
 
 
 def interpreter_overflow_checks() -> bool | None:
     """Whether the interpreter checks int32 overflow (None: not interpreting, or no such switch)."""
-    if not INTERPRETER_MODE:
+    builder = _interpreter_builder() if INTERPRETER_MODE else None
+    if builder is None:
         return None
-    from triton.runtime import interpreter  # lazily: only the interpreter has the builder
-
-    options = getattr(getattr(interpreter, "interpreter_builder", None), "options", None)
-    if options is None or not hasattr(options, "sanitize_overflow"):
-        return None
-    return bool(options.sanitize_overflow and options.debug)
+    return bool(builder.options.sanitize_overflow and builder.options.debug)
 
 
 if INTERPRETER_MODE:

@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from convbench.kernels import _common
-from convbench.runtime import OVERFLOW_CHECKS_ENV
+from convbench.runtime import OVERFLOW_CHECKS_ENV, interpreter_overflow_checks_requested
 
 pytestmark = pytest.mark.skipif(not _common.INTERPRETER_MODE, reason="the sanitizer switch is the interpreter's")
 
@@ -30,7 +30,7 @@ def _scale(x, factor):
 
 def test_overflow_checks_are_off_by_default_and_switch_on():
     x = torch.full((4,), 2**30, dtype=torch.int32)
-    if os.environ.get(OVERFLOW_CHECKS_ENV) != "1":
+    if not interpreter_overflow_checks_requested():
         assert _common.interpreter_overflow_checks() is False
     try:
         assert _common.set_interpreter_overflow_checks(False)
@@ -41,7 +41,7 @@ def test_overflow_checks_are_off_by_default_and_switch_on():
             _scale(x, 4)
         assert (_scale(x, 1) == 2**30).all()  # no overflow, no complaint
     finally:
-        _common.set_interpreter_overflow_checks(os.environ.get(OVERFLOW_CHECKS_ENV) == "1")
+        _common.set_interpreter_overflow_checks(interpreter_overflow_checks_requested())
 
 
 def test_environment_variable_keeps_the_checks_and_env_json_says_so():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import time
 import zlib
 
 import numpy as np
@@ -325,12 +326,9 @@ def network_runner(lib, case: Case, t: dict, algorithm: str = "auto", input_prec
         return forward
     if name == "convbench.kernels":
         # fuse works on its own copy; the norms and pools it leaves then join our kernels too
-        if algorithm == "fused":
-            model = cnn.convert(cnn.fuse(net, algorithm="auto"), "auto", input_precision=input_precision)
-        elif algorithm == "tuned":
-            model = cnn.convert(copy.deepcopy(net), "auto", input_precision=input_precision, config="tune")
-        else:
-            model = cnn.convert(copy.deepcopy(net), algorithm, input_precision=input_precision)
+        own = cnn.fuse(net, algorithm="auto") if algorithm == "fused" else copy.deepcopy(net)
+        model = cnn.convert(own, "auto" if algorithm in NETWORK_POLICIES else algorithm,
+                            input_precision=input_precision, config="tune" if algorithm == "tuned" else None)
     elif name == "torch.nn.functional":
         model = copy.deepcopy(net)
     else:
@@ -353,8 +351,6 @@ def tune_network(lib, run, x) -> dict:
     misses happens here and not in the first timed call; returns the cell's info."""
     if not lib.conv.can_tune(x):
         return {"note": f"tuned: {lib.conv.NOT_TUNED} (every layer ran its heuristic config)"}
-    import time  # lazily: only a GPU run tunes
-
     import torch  # lazily: plan is imported by records and the reports, which need no torch
 
     start = time.perf_counter()
