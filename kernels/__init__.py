@@ -11,12 +11,12 @@ from .conv import (ACTIVATIONS, ALGORITHMS, CONV2D_ALGORITHMS, CONV_TRANSPOSE2D_
                    ConvPlan,
                    choose_algorithm, conv1d, conv1d_input_grad, conv1d_weight_grad, conv2d, conv2d_input_grad,
                    conv2d_weight_grad, conv_configs, conv_transpose2d, plan_conv2d, resolve_conv2d, tune_conv2d)
-from .conv import direct, fft, im2col, implicit_gemm, transpose, wgrad, winograd
+from .conv import depthwise_grad, direct, fft, im2col, implicit_gemm, transpose, wgrad, winograd
 from .norm import *  # noqa: F401,F403  (names listed in norm.__all__)
 from .pool import *  # noqa: F401,F403  (names listed in pool.__all__)
 
 #: every kernel module, for the static compile check (explicit, no import-time registry)
-KERNEL_MODULES = (direct, im2col, implicit_gemm, winograd, fft, transpose, wgrad, pool, norm)
+KERNEL_MODULES = (direct, im2col, implicit_gemm, winograd, fft, transpose, wgrad, depthwise_grad, pool, norm)
 
 
 def static_specs():

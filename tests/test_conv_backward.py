@@ -354,10 +354,110 @@ def test_wgrad_static_specs_cover_every_config_and_dtype():
     assert len(names) == len(set(names))
     gemm = [s for s in specs if s.fn is wgrad._wgrad_kernel]
     assert {s.name.split("/")[-1] for s in gemm} == {str(c) for c in wgrad.CONFIGS}
-    for label in ("tf32", "fp16", "bf16"):  # a default per geometry (dense, depthwise) in every dtype
-        assert {s.name.split("/")[2] for s in gemm if s.default and f"/{label}/" in s.name} == {"dense", "dw"}
+    for label in ("tf32", "fp16", "bf16"):  # a default per geometry (dense, grouped) in every dtype
+        assert {s.name.split("/")[2] for s in gemm if s.default and f"/{label}/" in s.name} == {"dense", "grouped"}
     assert all(s.expect_tensor_cores for s in gemm)
     # wgmma only where the tile has a warpgroup's 64 rows (test_static checks HGMMA vs HMMA on sm_90)
     by_name = {str(c): c for c in wgrad.CONFIGS}
     assert all(s.expect_wgmma == (by_name[s.name.split("/")[-1]].block_m >= 64) for s in gemm)
     assert not any(s.expect_tensor_cores for s in specs if s not in gemm)
+
+
+# ----------------------------------------------------------------------------------------------
+# C/g == 1 (depthwise, channel multipliers, single-channel stems): the direct-sum kernels
+# ----------------------------------------------------------------------------------------------
+def random_depthwise_geometry(rng: random.Random):
+    """torch-style conv2d arguments of a random C/g == 1 geometry: channels across several
+    channel tiles, multipliers, any stride/dilation/padding, odd sizes."""
+    for _ in range(1000):
+        c, m = rng.choice([1, 3, 7, 33, 70]), rng.choice([1, 1, 2, 3])
+        r, s = rng.randint(1, 5), rng.randint(1, 5)
+        stride, dilation = (rng.randint(1, 3), rng.randint(1, 3)), (rng.randint(1, 3), rng.randint(1, 2))
+        padding = (rng.randint(0, 3), rng.randint(0, 2))
+        n, h, w = rng.randint(1, 3), rng.randint(1, 13), rng.randint(1, 13)
+        try:
+            geom = ConvGeometry.from_shapes((n, c, h, w), (c * m, 1, r, s), stride, padding, dilation, c)
+        except ValueError:
+            continue
+        return geom, dict(stride=stride, padding=padding, dilation=dilation, groups=c)
+    raise AssertionError("no depthwise geometry")
+
+
+def _no_gemm_backward(monkeypatch):
+    """Make the GEMM-shaped backward kernels fail if a C/g == 1 gradient reaches them."""
+    from convbench.kernels.conv import transpose
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a C/g == 1 gradient went to a GEMM-shaped backward kernel")
+
+    monkeypatch.setattr(transpose, "launch_input_grad", refuse)
+    monkeypatch.setattr(wgrad, "launch", refuse)
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_depthwise_grads_take_the_direct_kernels_and_match_torch(trial, monkeypatch):
+    _no_gemm_backward(monkeypatch)
+    seed = fresh_seed()
+    rng = random.Random(seed)
+    geom, args = random_depthwise_geometry(rng)
+    dtype, channels_last = rng.choice(DTYPES), rng.random() < 0.5
+    x, w, b, dy = operands(geom, dtype, seed, channels_last, bias=rng.random() < 0.5)
+    what = f"seed={seed} {geom} {dtype} cl={channels_last}"
+    check_grads(x, w, b, dy, args, dtype, geom, what)  # through autograd
+    dx = kernels.conv2d_input_grad(x.shape, w.to(DEV), dy.to(DEV), **args)  # the public launchers
+    dw = kernels.conv2d_weight_grad(x.to(DEV), w.shape, dy.to(DEV), **args)
+    _, (gx, gw, _) = torch_grads(x, w, None, dy, args)
+    tol_dx, tol_dw = tolerances(geom, dtype)
+    assert_close(dx, as_ref(gx), tol_dx, f"{what} dx")
+    assert_close(dw, as_ref(gw), tol_dw, f"{what} dw")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_every_depthwise_grad_config_is_correct_in_either_layout(channels_last):
+    from convbench.kernels.conv import depthwise_grad
+
+    # strided, dilated, a multiplier of 2, more channels than one 64-wide tile
+    geom = ConvGeometry.from_shapes((1, 65, 7, 5), (130, 1, 3, 3), (2, 1), (1, 2), (1, 2), 65)
+    seed = fresh_seed()
+    x, w, _, dy = operands(geom, torch.float32, seed, channels_last, bias=False)
+    args = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=65)
+    _, (gx, gw, _) = torch_grads(x, w, None, dy, args)
+    tol_dx, tol_dw = tolerances(geom, torch.float32)
+    x, w, dy = x.to(DEV), w.to(DEV), dy.to(DEV)
+    for cfg in depthwise_grad.DEPTHWISE_CONFIGS:
+        dx = depthwise_grad.launch_input_grad(dy, w, geom, config=cfg)
+        assert_close(dx, as_ref(gx), tol_dx, f"seed={seed} dgrad {cfg} cl={channels_last}")
+    for cfg in depthwise_grad.WGRAD_CONFIGS:
+        dw = depthwise_grad.launch_weight_grad(x, dy, geom, config=cfg)
+        assert_close(dw, as_ref(gw), tol_dw, f"seed={seed} wgrad {cfg} cl={channels_last}")
+    with pytest.raises(ValueError, match="C/g == 1"):
+        depthwise_grad.launch_weight_grad(x, dy, ConvGeometry.from_shapes((2, 4, 5, 5), (4, 2, 3, 3), groups=2))
+    with pytest.raises(ValueError, match="not a depthwise wgrad config"):
+        depthwise_grad.launch_weight_grad(x, dy, geom, config=wgrad.CONFIGS[0])
+
+
+@pytest.mark.parametrize("splits", [1, 3, 7])
+def test_depthwise_wgrad_split_reduction_is_correct_and_deterministic(splits):
+    geom = ConvGeometry.from_shapes((3, 5, 12, 12), (10, 1, 3, 3), 1, 1, 1, 5)
+    seed = fresh_seed()
+    x, w, _, dy = operands(geom, torch.float16, seed, False, bias=False)
+    x, dy = x.to(DEV), dy.to(DEV)
+    first = kernels.conv2d_weight_grad(x, w.shape, dy, 1, 1, 1, 5, splits=splits)
+    assert torch.equal(first, kernels.conv2d_weight_grad(x, w.shape, dy, 1, 1, 1, 5, splits=splits))
+    expected = reference.conv2d_weight_grad(as_ref(x), w.shape, as_ref(dy), 1, 1, 1, 5)
+    assert_close(first, expected, tolerance(torch.float16, geom.n * geom.p * geom.q), f"seed={seed} splits={splits}")
+
+
+def test_depthwise_grad_static_specs_cover_every_config_and_dtype():
+    from convbench.kernels.conv import depthwise_grad
+
+    specs = depthwise_grad.static_specs()
+    names = [s.name for s in specs]
+    assert len(names) == len(set(names)) and set(names) <= {s.name for s in kernels.static_specs()}
+    dgrad = {s.name.split("/")[-1] for s in specs if s.fn is depthwise_grad._dgrad_kernel}
+    wg = {s.name.split("/")[-1] for s in specs if s.fn is depthwise_grad._wgrad_kernel}
+    assert dgrad == {str(c) for c in depthwise_grad.DEPTHWISE_CONFIGS}
+    assert wg == {str(c) for c in depthwise_grad.WGRAD_CONFIGS}
+    for dtype in ("fp32", "fp16", "bf16"):  # a default per kernel and layout in every dtype
+        defaults = {(s.fn, s.name.split("/")[3]) for s in specs if s.default and f"/{dtype}/s1/" in s.name}
+        assert len(defaults) == 4, (dtype, defaults)

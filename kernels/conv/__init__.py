@@ -29,7 +29,7 @@ import triton
 from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry
 
 from .. import _common, tuning
-from . import _fft_kernels, _gemm, _winograd_kernels, direct, fft, grad, im2col, implicit_gemm, transpose, wgrad, winograd
+from . import _fft_kernels, _gemm, _winograd_kernels, depthwise_grad, direct, fft, grad, im2col, implicit_gemm, transpose, wgrad, winograd
 from ._epilogue import ACTIVATIONS, TORCH_ACTIVATIONS, make_epilogue
 from .grad import conv1d_input_grad, conv1d_weight_grad, conv2d_input_grad, conv2d_weight_grad
 

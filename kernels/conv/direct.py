@@ -106,6 +106,17 @@ def configs_for(geom: ConvGeometry) -> tuple:
     return DEPTHWISE_CONFIGS if geom.c_per_group == 1 else CONFIGS
 
 
+def depthwise_tile(channels: int, width: int, channels_last: bool, interpreter: bool = False) -> DepthwiseConfig:
+    """The depthwise tile for an output of ``channels`` x ``width``-wide rows (the forward's and,
+    in :mod:`.depthwise_grad`, the input gradient's): along the channels for channels_last (and
+    in the interpreter), along the row for NCHW."""
+    if (channels_last or interpreter) and channels >= 32:
+        return DEPTHWISE_CONFIGS[3] if channels >= 64 else DEPTHWISE_CONFIGS[4]
+    if width <= 8:
+        return DEPTHWISE_CONFIGS[1]
+    return DEPTHWISE_CONFIGS[2] if width <= 16 else DEPTHWISE_CONFIGS[0]
+
+
 def default_config(geom: ConvGeometry, channels_last: bool = False, interpreter: bool = False):
     """Heuristic: the contiguous dimension picks the depthwise tile; K/g picks BLOCK_N.
 
@@ -115,11 +126,7 @@ def default_config(geom: ConvGeometry, channels_last: bool = False, interpreter:
     16 s instead of 190 s).  Every config is tested in either layout, so correctness does not
     depend on which one the heuristic names."""
     if geom.c_per_group == 1:
-        if (channels_last or interpreter) and geom.k >= 32:
-            return DEPTHWISE_CONFIGS[3] if geom.k >= 64 else DEPTHWISE_CONFIGS[4]
-        if geom.q <= 8:
-            return DEPTHWISE_CONFIGS[1]
-        return DEPTHWISE_CONFIGS[2] if geom.q <= 16 else DEPTHWISE_CONFIGS[0]
+        return depthwise_tile(geom.k, geom.q, channels_last, interpreter)
     if geom.k_per_group <= 16:
         return CONFIGS[0]
     if geom.k_per_group <= 32:

@@ -7,7 +7,10 @@ For ``y = conv2d(x, w) + b`` with geometry ``geom``:
   strided layer's gradient does no multiplies by inserted zeros);
 * wgrad ``dw = conv2d_weight_grad(x, w.shape, dy)``: :mod:`.wgrad`'s implicit GEMM over N*P*Q,
   split over programs and reduced deterministically;
-* ``db = dy.sum((0, 2, 3))``: :func:`.wgrad.launch_bias`.
+* ``db = dy.sum((0, 2, 3))``: :func:`.wgrad.launch_bias`;
+* with one input channel per group (depthwise layers, channel multipliers), dgrad and wgrad are
+  :mod:`.depthwise_grad`'s direct sums instead: channels along the tile, not one column of a
+  16 x 16 GEMM tile per group.
 
 ``conv_transpose2d(x, w)`` is the adjoint of ``conv2d(., w)``, so its backward is the forward
 pair the other way round: ``dx = conv2d(dy, w)`` (cropped to x's size when output_padding
@@ -26,7 +29,7 @@ from torch.autograd.function import once_differentiable
 from convbench.reference.geometry import ConvGeometry, ConvTransposeGeometry
 
 from .. import _common
-from . import transpose, wgrad
+from . import depthwise_grad, transpose, wgrad
 
 
 def _check_grad_output(grad_output, geom: ConvGeometry, like: torch.Tensor, like_name: str) -> None:
@@ -54,6 +57,8 @@ def input_grad(dy, weight, geom: ConvGeometry, input_precision: str = "ieee") ->
         return _common.empty_output(geom.input_shape, dy)
     if geom.k == 0 or dy.numel() == 0:
         return torch.zeros(geom.input_shape, dtype=dy.dtype, device=dy.device)
+    if depthwise_grad.applies(geom):
+        return depthwise_grad.launch_input_grad(dy, weight, geom)
     return transpose.launch_input_grad(dy, weight, geom, input_precision=input_precision)
 
 
@@ -61,6 +66,8 @@ def weight_grad(x, dy, geom: ConvGeometry, input_precision: str = "ieee", splits
     """wgrad for a validated geometry (launch level)."""
     if dy.numel() == 0 or x.numel() == 0:
         return torch.zeros(geom.weight_shape, dtype=x.dtype, device=x.device)
+    if depthwise_grad.applies(geom):
+        return depthwise_grad.launch_weight_grad(x, dy, geom, splits=splits)
     return wgrad.launch(x, dy, geom, input_precision=input_precision, splits=splits)
 
 

@@ -16,7 +16,7 @@ fixed order and casts: deterministic, no atomics.  With one split the tile is st
 The reduction index is decoded to ``(n, p, q)`` per element, so any memory format works (the
 strides of ``x`` and ``dY`` are arguments).  ``tl.dot`` takes every dtype (fp16/bf16 on tensor
 cores, fp32 "tf32" on tensor cores or "ieee" exact) with fp32 accumulation; C/g or K/g below 16
-are masked (a depthwise layer uses 1/16 of each tile: correct, not fast).
+are masked (C/g == 1, depthwise, would use 1/16 of each tile: :mod:`.depthwise_grad` takes it).
 
 The bias gradient ``db[k] = sum_t dY[t, k]`` is :func:`_bias_grad_kernel`: BLOCK_K channels per
 program, the same split reduction.
@@ -291,9 +291,10 @@ def launch_bias(dy, *, splits: int | None = None) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # static specs
 # --------------------------------------------------------------------------------------------
-#: ResNet-50's last 3x3 stage (N*P*Q = 49*N: the split case) and a depthwise 3x3 layer
+#: ResNet-50's last 3x3 stage (N*P*Q = 49*N: the split case) and a grouped 3x3 layer with 4
+#: channels per group (the 16 x 16 tile; depthwise layers take :mod:`.depthwise_grad` instead)
 _SPEC_GEOMETRY = ConvGeometry(32, 512, 7, 7, 512, 3, 3, padding=(1, 1, 1, 1))
-_SPEC_DEPTHWISE = ConvGeometry(32, 144, 56, 56, 144, 3, 3, padding=(1, 1, 1, 1), groups=144)
+_SPEC_GROUPED = ConvGeometry(32, 128, 56, 56, 128, 3, 3, padding=(1, 1, 1, 1), groups=32)
 
 
 def static_specs() -> list[StaticSpec]:
@@ -303,19 +304,19 @@ def static_specs() -> list[StaticSpec]:
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         label = "tf32" if dtype == torch.float32 else DTYPE_NAME[dtype]
         precision = "tf32" if dtype == torch.float32 else "ieee"
-        for geom in (_SPEC_GEOMETRY, _SPEC_DEPTHWISE):
+        for geom in (_SPEC_GEOMETRY, _SPEC_GROUPED):
             x = torch.empty(geom.input_shape, dtype=dtype, device="meta").to(memory_format=torch.channels_last)
             dy = torch.empty(geom.output_shape, dtype=dtype, device="meta").to(memory_format=torch.channels_last)
             ws = torch.empty((4, geom.k, geom.c_per_group, geom.r, geom.s), dtype=torch.float32, device="meta")
             default = default_config(geom, dtype)
             for cfg in dict.fromkeys((default, *configs(dtype))):  # the default may lie outside the list
-                if cfg != default and (dtype != torch.float16 or geom is _SPEC_DEPTHWISE):
+                if cfg != default and (dtype != torch.float16 or geom is _SPEC_GROUPED):
                     continue
                 _, args, meta = _launch_args(x, dy, ws, geom, cfg, precision, 4, 64, False)
                 meta["DOT_UPCAST"] = False  # what a GPU launch uses
                 signature, constexprs, divisible = spec_signature(_wgrad_kernel, args, meta)
                 specs.append(StaticSpec(
-                    name=f"conv.wgrad/{label}/{'dw' if geom.groups > 1 else 'dense'}/{cfg}", fn=_wgrad_kernel,
+                    name=f"conv.wgrad/{label}/{'grouped' if geom.groups > 1 else 'dense'}/{cfg}", fn=_wgrad_kernel,
                     signature=signature, constexprs=constexprs, num_warps=cfg.num_warps,
                     num_stages=cfg.num_stages, default=cfg == default, expect_tensor_cores=True,
                     expect_wgmma=cfg.block_m >= WGMMA_MIN_ROWS,
