@@ -37,8 +37,11 @@ def test_network_geometry_counts_and_validation():
 @pytest.mark.parametrize("name", sorted(NETWORK_SUITES))
 def test_network_suites_hold_the_network_and_its_layers_with_counts(name):
     suite = get_suite(name)
-    net, *layers = suite.cases
-    assert net.op == "network" and net.geom.model == NETWORK_SUITES[name] and net.geom.n == 32
+    net = suite.cases[0]
+    layers = [c for c in suite.cases if c.op != "network"]
+    steps = [c for c in suite.cases[1:] if c.op == "network"]  # a training step, for some networks
+    assert net.op == "network" and net.mode == "fwd" and net.geom.model == NETWORK_SUITES[name] and net.geom.n == 32
+    assert all(s.mode == "fwd+bwd" and s.geom == net.geom for s in steps) and len(steps) <= 1
     assert all(c.op == "conv2d" and c.count >= 1 for c in layers)
     assert sum(c.count for c in layers) == net.geom.depth  # every conv call of the forward, once
     assert len({c.shape for c in layers}) == len(layers)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..plan import ops
 from ..plan.backends import ITEMSIZE, Backend, input_precision, to_device, torch_dtype
 from ..plan.cells import Cell
 from . import accuracy, guards
 from .env import tf32_flags
-from .inputs import InputCache
+from .inputs import InputCache, StepReference
 from .records import Record
 from .rounds import add_round
 from .stats import StopRule
@@ -98,6 +101,8 @@ def check_output(cell: Cell, actual, ref) -> accuracy.Check:
     part by part, each with the tolerance of its own reduction, reporting the worst part."""
     if cell.case.family == "attack":
         return accuracy.check_steps(actual, ref, cell_tolerance(cell), what=str(cell))
+    if isinstance(ref, StepReference):
+        return _check_step(cell, actual, ref)
     if cell.case.family == "network":
         return accuracy.check(actual, ref, cell_tolerance(cell), what=f"{cell} (tolerance: the longest conv's "
                               f"x {cell.case.geom.depth} conv layers deep)")
@@ -114,6 +119,56 @@ def check_output(cell: Cell, actual, ref) -> accuracy.Check:
     if failed:
         return failed[0]
     return max(checks, key=lambda c: c.max_rel / c.tol if c.tol else 0.0)
+
+
+def _check_step(cell: Cell, actual, ref: StepReference) -> accuracy.Check:
+    """A network training step part by part (logits, each parameter's gradient) against its
+    float64 reference (see :class:`StepReference`).  Each part's max and rms relative errors
+    must be within the larger of the tolerance model (the forward's; twice that for a gradient,
+    which runs the network twice) and ``PROBE_FACTOR`` x torch's own fp32 error there; the rms
+    bound catches a dropped or garbage gradient where fp32 itself is far off at some elements.
+    A structurally zero part must be zero within the model's tolerance of its module's largest
+    live gradient (a batch norm bias: the norm's weight gradient).  Returns the first failure, else the part nearest its tolerance."""
+    nan = float("nan")
+    if not isinstance(actual, tuple) or len(actual) != len(ref.parts):
+        got = len(actual) if isinstance(actual, tuple) else 1
+        return accuracy.Check(nan, nan, nan, False, f"{cell}: expected {len(ref.parts)} outputs "
+                                                    f"(logits and {len(ref.parts) - 1} gradients), got {got}")
+    model = cell_tolerance(cell)
+    checks = []
+    for i, (a, r, name) in enumerate(zip(actual, ref.parts, ref.names)):
+        tol = model * (1 if i == 0 else 2)
+        if ref.zero[i]:
+            c = _check_zero(a, r, ref.scale[i], tol, f"{cell} {name} (structurally zero: relative to its module's "
+                                                     f"largest live gradient {ref.scale[i]:.2e})")
+        else:
+            tol_max, tol_rms = max(tol, ops.PROBE_FACTOR * ref.probe_max[i]), max(tol, ops.PROBE_FACTOR * ref.probe_rms[i])
+            what = (f"{cell} {name} (tolerance: max of the model's {tol:.1e} and {ops.PROBE_FACTOR:g}x torch fp32's "
+                    f"error, max {ref.probe_max[i]:.1e} / rms {ref.probe_rms[i]:.1e})")
+            c = accuracy.check(a, r, tol_max, what=what)
+            if c.passed and not c.rms_rel <= tol_rms:
+                c = accuracy.Check(c.max_rel, c.rms_rel, tol_max, False,
+                                   f"{what}: rms_rel {c.rms_rel:.3e} > {tol_rms:.3e}")
+        checks.append(c)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        return failed[0]
+    return max(checks, key=lambda c: c.max_rel / c.tol if c.tol else 0.0)
+
+
+def _check_zero(actual, expected: np.ndarray, scale: float, tol: float, what: str) -> accuracy.Check:
+    """``actual`` against a structurally zero ``expected``: shape and NaNs as ``accuracy.check``,
+    then the errors relative to ``scale`` (not to the part's own rounding-sized values)."""
+    a = np.asarray(actual, dtype=np.float64)
+    c = accuracy.check(a, expected, float("inf"), what=what)  # shape, NaN and infinity checks only
+    if not c.passed:
+        return accuracy.Check(c.max_rel, c.rms_rel, tol, False, c.message)
+    diff = a - expected
+    max_rel = float(np.max(np.abs(diff))) / scale if diff.size else 0.0
+    rms_rel = float(np.sqrt(np.mean(diff**2))) / scale if diff.size else 0.0
+    if not max_rel <= tol:
+        return accuracy.Check(max_rel, rms_rel, tol, False, f"{what}: max_rel {max_rel:.3e} > tol {tol:.3e}")
+    return accuracy.Check(max_rel, rms_rel, tol, True)
 
 
 @contextlib.contextmanager

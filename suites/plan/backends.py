@@ -14,6 +14,7 @@ before the first import, because Triton reads it when a kernel is defined.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -41,6 +42,36 @@ CONTRACT_CONV2D_ALGORITHMS = ("direct", "im2col", "implicit_gemm", "winograd_f2"
 TORCH_DEVICE_ENV = "CONVBENCH_TORCH_DEVICE"
 ATTACK_FP32_ONLY = ("attack cells run in fp32: a sign step compares across implementations only at one "
                     "precision")
+TRAIN_STEP_FP32_ONLY = ("network training steps run fp32 only: a freshly initialised network's gradients are "
+                        "ill-conditioned (torch's own fp32 step is off float64 by up to percents), so a lower "
+                        "precision has no reference to be checked against")
+TRAIN_STEP_UNFUSED = ("fused applies to forward cells: fuse folds eval-mode batch norm, a training step "
+                      "normalises by the batch")
+#: a training step's last-stage batch norm needs this many values per channel: over 2 values its
+#: backward is pure cancellation (the normalised pair is +-1 whatever the inputs), and torch's own
+#: fp32 step is then off float64 by 100% and more; from 4 values on it is 0.1% (MobileNetV2) to 4%
+#: (ResNet-50)
+TRAIN_STEP_MIN_VALUES = 4
+
+
+def train_step_unsupported(case: Case, algorithm: str, dtype: str) -> str | None:
+    """Why a network training-step cell cannot run (every backend), or None."""
+    if case.family != "network" or case.mode != "fwd+bwd":
+        return None
+    if dtype not in ("fp32", "fp64"):
+        return TRAIN_STEP_FP32_ONLY
+    if algorithm == "fused":
+        return TRAIN_STEP_UNFUSED
+    g = case.geom
+    values = g.n * math.ceil(g.h / 32) * math.ceil(g.w / 32)  # the last stage's batch norm, per channel
+    if values < TRAIN_STEP_MIN_VALUES:
+        need = math.ceil(TRAIN_STEP_MIN_VALUES / (values // g.n))
+        return (f"a training step normalises over the batch: at {g.n} image(s) of {g.h}x{g.w} the last stage's "
+                f"batch norm sees {values} values per channel, too few to be checked (its backward cancels); "
+                f"use --batch {need} or more")
+    return None
+
+
 #: cases larger than this many nominal operations are skipped under the interpreter
 INTERPRET_MAX_FLOPS = 2e7
 
@@ -207,7 +238,7 @@ class TritonBackend(Backend):
         if case.family == "attack" and dtype != "fp32":
             return ATTACK_FP32_ONLY
         if case.family == "network":
-            return None
+            return train_step_unsupported(case, algorithm, dtype)
         if case.op == "conv2d" and case.mode in self.BACKWARD_ALGORITHMS:
             return None  # dgrad and wgrad take every geometry the forward takes
         if case.op == "conv2d":
@@ -226,7 +257,7 @@ class TritonBackend(Backend):
             extra = {"algorithm": algorithm, "input_precision": input_precision(dtype)}
         if case.family == "attack":  # the network is built once; run() is the attack
             return Prepared(ops.attack_runner(k, case, t), _to_numpy, inputs=t)
-        if case.family == "network":  # the network is built (and fused) once; run() is the forward
+        if case.family == "network":  # the network is built (and fused) once; run() is the forward or step
             info = {"note": ops.fallback_note(case, algorithm, torch_dtype(dtype))}
             run = ops.network_runner(k, case, t, algorithm, input_precision(dtype))
             if algorithm == "tuned":  # tune the misses now, not in the first timed call
@@ -317,6 +348,8 @@ class TorchBackend(Backend):
     def unsupported(self, case, algorithm, dtype, layout):
         if case.family == "attack" and dtype != "fp32":
             return ATTACK_FP32_ONLY
+        if reason := train_step_unsupported(case, algorithm, dtype):
+            return reason
         if algorithm == "compile" and self.device != "cuda":
             return ("torch.compile (Inductor) is timed on GPU runs only: compiling a whole network for the CPU "
                     "takes minutes and says nothing about the GPU")
@@ -372,6 +405,8 @@ class NumpyBackend(Backend):
 
     def unsupported(self, case, algorithm, dtype, layout):
         g = case.geom
+        if reason := train_step_unsupported(case, algorithm, dtype):
+            return reason
         if algorithm == "direct" and case.op == "conv2d" and case.source == NETWORK_SOURCE:
             return ("a network suite times the float64 im2col reference, not the direct loop nest (minutes at "
                     "network sizes; the two are the same float64 convolution)")

@@ -266,6 +266,8 @@ def _gpu() -> tuple[Case, ...]:
 NETWORK_SUITES = {f"{name}-net": name for name in NETWORKS}
 NETWORK_BATCH = 32
 _NETWORK_SOURCE = NETWORK_SOURCE
+#: the networks whose suites also hold a training step (forward + backward, no optimizer)
+TRAINING_STEP_NETWORKS = ("resnet50", "mobilenet_v2")
 
 
 def network_suite(name: str, geom: NetworkGeometry, description: str = "") -> Suite:
@@ -275,10 +277,15 @@ def network_suite(name: str, geom: NetworkGeometry, description: str = "") -> Su
 
     net = models.ZOO[geom.model](geom.classes, algorithm="torch")
     cases = [Case("network", geom, label=f"{geom.model} (whole network)", source=_NETWORK_SOURCE)]
+    if geom.model in TRAINING_STEP_NETWORKS:
+        cases.append(Case("network", geom, label=f"{geom.model} (training step)", source=_NETWORK_SOURCE,
+                          mode="fwd+bwd"))
     for layer, count, module in models.distinct_conv_layers(net, (geom.n, 3, geom.h, geom.w)):
         cases.append(Case("conv2d", layer, label=module, source=_NETWORK_SOURCE, count=count))
-    description = description or (f"{geom.model}: the whole network's forward (every policy: auto, fused, each "
-                                  f"algorithm forced, torch eager) and its distinct conv layers with their counts")
+    step = " and a training step (forward + backward, no optimizer)" if geom.model in TRAINING_STEP_NETWORKS else ""
+    description = description or (f"{geom.model}: the whole network's forward{step} (every policy: auto, tuned, "
+                                  f"fused, each algorithm forced, torch eager and torch.compile) and its distinct "
+                                  f"conv layers with their counts")
     return Suite(name, description, tuple(cases), rebuild=network_suite)
 
 

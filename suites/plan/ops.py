@@ -57,6 +57,8 @@ def make_inputs(case: Case, seed: int = 0) -> dict[str, np.ndarray | None]:
     if case.family == "attack":
         return attack_inputs(case, rng)
     if case.family == "network":  # the weights are the network's own (network_model), the same for all
+        if case.mode == "fwd+bwd":  # a training step: the gradient arriving at the logits
+            return {"input": x, "grad_output": normal((g.n, g.classes))}
         return {"input": x}
     if case.family == "pool":
         return {"input": x}
@@ -242,6 +244,11 @@ NETWORK_POLICIES = ("auto", "tuned", "fused")
 #: variance that amplifies every rounding error after them (mobilenet_v2 at 32x32 then fails an
 #: fp32 check even for torch)
 CALIBRATION_VALUES = 64
+#: a training step's tolerance per part: this many times the error of torch's own fp32 step on the CPU
+PROBE_FACTOR = 4.0
+#: a training step's gradient part at most this fraction of the step's largest gradient element is
+#: structurally zero (its float64 values are rounding; checked against that scale, not its own)
+STRUCTURAL_ZERO = 1e-10
 
 
 def calibration_images(h: int, w: int) -> int:
@@ -301,11 +308,14 @@ def fallback_note(case: Case, algorithm: str, dtype) -> str:
 
 
 def network_runner(lib, case: Case, t: dict, algorithm: str = "auto", input_precision: str = "ieee"):
-    """The network forward of ``case`` as a zero-argument callable: through convbench's kernels
-    with ``algorithm`` (a policy of ``NETWORK_POLICIES``, or a conv algorithm forced with per-layer
-    fallback) and ``input_precision``, through torch eager ("vendor") or ``torch.compile``
-    ("compile"), or for ``reference`` layer by layer through the NumPy references in float64
-    (returned as an array)."""
+    """The network cell of ``case`` as a zero-argument callable: through convbench's kernels under
+    a policy (``NETWORK_POLICIES``, or a conv algorithm forced with per-layer fallback) with
+    ``input_precision``, through torch eager ("vendor") or ``torch.compile`` ("compile"), or for
+    ``reference`` layer by layer through the NumPy references in float64 (returns arrays).
+
+    A forward cell returns the logits; a training step (``mode="fwd+bwd"``: forward in training
+    mode with dropout off, then the backward of ``grad_output`` at the logits, no optimizer)
+    returns the logits and the gradient of every parameter, in ``parameters()`` order."""
     import torch  # lazily: plan is imported by records and the reports, which need no torch
 
     from convbench import models  # lazily: the network cells only
@@ -313,18 +323,28 @@ def network_runner(lib, case: Case, t: dict, algorithm: str = "auto", input_prec
 
     g = case.geom
     net = network_model(g.model, g.h, g.w, g.classes, network_seed(case))
+    training = case.mode == "fwd+bwd"
+    x, dy = t["input"], t.get("grad_output")
     name = getattr(lib, "__name__", "")
-    x = t["input"]
     if name == "convbench.reference":
-        ref = models.reference_network(net)
         arrays = isinstance(x, np.ndarray)
+
+        def as64(a):
+            return torch.from_numpy(a) if arrays else a.cpu().double()
+
+        if training:
+            return lambda: models.layers.reference_train_step(net, as64(x), as64(dy))
+        ref = models.reference_network(net)
 
         def forward():
             with torch.no_grad():
-                return ref(torch.from_numpy(x) if arrays else x.cpu().double()).numpy()
+                return ref(as64(x)).numpy()
 
         return forward
     if name == "convbench.kernels":
+        if training and algorithm == "fused":
+            raise ValueError("algorithm='fused' applies to forward cells: fuse folds eval-mode batch norm, "
+                             "a training step normalises by the batch")
         # fuse works on its own copy; the norms and pools it leaves then join our kernels too
         own = cnn.fuse(net, algorithm="auto") if algorithm == "fused" else copy.deepcopy(net)
         model = cnn.convert(own, "auto" if algorithm in NETWORK_POLICIES else algorithm,
@@ -336,14 +356,21 @@ def network_runner(lib, case: Case, t: dict, algorithm: str = "auto", input_prec
     model = model.to(device=x.device, dtype=x.dtype)
     if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         model = model.to(memory_format=torch.channels_last)
+    if training:
+        models.layers.training_mode(model)
     if algorithm == "compile":
         model = torch.compile(model)
+    params = list(model.parameters())
 
-    def run():
+    def step():
+        y = model(x)
+        return (y.detach(), *torch.autograd.grad(y, params, dy))
+
+    def forward():
         with torch.no_grad():
             return model(x)
 
-    return run
+    return step if training else forward
 
 
 def tune_network(lib, run, x) -> dict:

@@ -254,8 +254,9 @@ class Case:
             raise ValueError(f"count must be a positive int, got {self.count!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.mode != "fwd" and self.op != "conv2d":
-            raise ValueError(f"mode={self.mode!r} applies to conv2d only, got op {self.op!r}")
+        if self.mode != "fwd" and self.op != "conv2d" and not (self.op == "network" and self.mode == "fwd+bwd"):
+            raise ValueError(f"mode={self.mode!r} applies to conv2d (and 'fwd+bwd', a training step, to network), "
+                             f"got op {self.op!r}")
         if self.op not in OPS:
             raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
         expected = _GEOMETRY_OF_OP[self.op]
@@ -303,7 +304,9 @@ class Case:
         g = self.geom
         if self.family in ("conv", "conv_transpose"):
             return g.flops * (3 if self.mode == "fwd+bwd" else 1)  # dgrad and wgrad: one forward's each
-        if self.family in ("attack", "network"):
+        if self.family == "network":
+            return g.flops * (3 if self.mode == "fwd+bwd" else 1)  # a training step: forward, dgrad, wgrad
+        if self.family == "attack":
             return g.flops
         if self.op == "adaptive_avg_pool2d":
             return g.n * g.c * g.h * g.w
@@ -323,14 +326,14 @@ class Case:
     def reduction_length(self) -> int:
         """Terms combined per output element (drives the tolerance)."""
         g = self.geom
+        if self.family == "network":
+            return g.reduction_length  # the longest conv's (the cell's tolerance also grows with depth)
         if self.mode != "fwd":
             return max(self.reduction_lengths)
         if self.family in ("conv", "conv_transpose"):
             return g.reduction_length
         if self.family == "attack":
             return g.steps  # each step adds +-alpha to the image: rounding grows with the steps
-        if self.family == "network":
-            return g.reduction_length  # the longest conv's (the cell's tolerance also grows with depth)
         if self.op == "max_pool2d":
             return 1  # a max is exact
         if self.op == "avg_pool2d":
