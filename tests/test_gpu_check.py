@@ -31,7 +31,8 @@ def test_cpu_plumbing_check_runs_every_step(tmp_path, capsys):
     for name in ("env.json", "summary.md", "static_vs_measured.md", "gpu-tests.xml", "calibrate/calibration.md"):
         assert (out / name).exists(), name
     runs = sorted(p.parent.name for p in out.glob("runs/*/results.jsonl"))
-    assert runs == ["mobilenet_v2-dw", "pool-norm", "resnet50-fp16-nhwc", "train-fp16-nhwc", "vgg16-fp32-tf32"]
+    assert runs == ["mobilenet_v2-dw", "pool-norm", "resnet50-fp16-nhwc", "resnet50-net-fp16-nhwc", "train-fp16-nhwc",
+                    "vgg16-fp32-tf32"]
     table = (out / "static_vs_measured.md").read_text()
     assert "implicit_gemm" in table and "BM" in table
     assert "gpu-tests | ok" in (out / "summary.md").read_text()

@@ -8,8 +8,8 @@ cleanly when ``--budget-s`` is spent, keeping what finished; everything lands in
    the device and its measured peaks (``env.json``);
 2. ``gpu-tests``: ``pytest tests/gpu`` (every kernel and config compiled against float64, the
    timers checked against each other), log and JUnit XML;
-3. the suites that matter most against cuDNN, sized to fit: ResNet-50 fp16 channels_last,
-   VGG-16 3x3 fp32 and tf32, MobileNetV2 depthwise, pooling, normalization (``runs/<name>/``);
+3. the suites that matter most against cuDNN, sized to fit: ResNet-50 fp16 channels_last (its
+   layers, then the whole network's forward: auto, fused, implicit_gemm), VGG-16 3x3 fp32 and tf32, MobileNetV2 depthwise, pooling, normalization (``runs/<name>/``);
 4. ``calibrate``: an A/A calibration of a small selection (the false-alarm rate of ``compare``
    on this GPU);
 5. ``static-vs-measured``: registers, shared memory and MMA instructions of each Triton conv
@@ -59,9 +59,13 @@ def _suite_runs(cpu: bool) -> list[tuple[str, list[str], float, str]]:
     """(name, `convbench run` arguments, estimated seconds, what) of the suite steps."""
     suites = [  # name, selection, GPU dtypes, estimate on a GPU, what
         ("resnet50-fp16-nhwc", ["--suite", "resnet50", "--layouts", "nhwc",
-                                "--shapes", "conv1,l2.3x3,l3.1x1a,l4.3x3,l2.1x1b"], "fp16", 85,
+                                "--shapes", "conv1,l2.3x3,l3.1x1a,l4.3x3,l2.1x1b"], "fp16", 75,
          "ResNet-50 stem, 3x3 and 1x1 layers, fp16 channels_last, every algorithm vs cuDNN"),
-        ("vgg16-fp32-tf32", ["--suite", "vgg16", "--shapes", "conv4,conv7"], "fp32,tf32", 60,
+        ("resnet50-net-fp16-nhwc", ["--suite", "resnet50-net", "--layouts", "nhwc", "--shapes", "whole network",
+                                    "--algorithms", "auto,fused,implicit_gemm"], "fp16", 40,
+         "ResNet-50's whole forward, batch 32, fp16 channels_last: auto, fused, implicit_gemm vs cuDNN eager "
+         "(tuned and torch.compile: the README's network command)"),
+        ("vgg16-fp32-tf32", ["--suite", "vgg16", "--shapes", "conv4,conv7"], "fp32,tf32", 55,
          "VGG-16 3x3 layers in fp32 and tf32 (Winograd and FFT apply)"),
         ("mobilenet_v2-dw", ["--suite", "mobilenet_v2", "--layouts", "nhwc,nchw", "--shapes", "dw"], "fp16", 45,
          "MobileNetV2 depthwise layers, both layouts"),
@@ -77,9 +81,13 @@ def _suite_runs(cpu: bool) -> list[tuple[str, list[str], float, str]]:
     # the plumbing check: one shape per suite (the last --shapes entry wins), two algorithms, tiny
     tiny = ["--dtypes", "fp32", "--backends", "torch,triton-interpret", "--scale", "0.05", "--batch", "1",
             "--max-time", "0.02", "--rounds", "1", "--processes", "1", "--no-peaks"]
-    first = {"resnet50-fp16-nhwc": "l3.1x1a", "vgg16-fp32-tf32": "conv4", "mobilenet_v2-dw": "b3.dw",
-             "pool-norm": "resnet50.maxpool", "train-fp16-nhwc": "resnet50.l4.3x3"}
-    algorithms = {n: ["--algorithms", "direct,implicit_gemm"] for n in first if n not in ("pool-norm", "train-fp16-nhwc")}
+    first = {"resnet50-fp16-nhwc": "l3.1x1a", "resnet50-net-fp16-nhwc": "whole network", "vgg16-fp32-tf32": "conv4",
+             "mobilenet_v2-dw": "b3.dw", "pool-norm": "resnet50.maxpool", "train-fp16-nhwc": "resnet50.l4.3x3"}
+    algorithms = {n: ["--algorithms", "direct,implicit_gemm"] for n in first
+                  if n not in ("pool-norm", "train-fp16-nhwc", "resnet50-net-fp16-nhwc")}
+    # a whole network under the interpreter takes 20 s: the plumbing check runs torch eager against the
+    # float64 reference network (tests/test_networks.py runs our kernels through whole networks)
+    algorithms["resnet50-net-fp16-nhwc"] = ["--backends", "torch", "--algorithms", "vendor"]
     return [(n, a + tiny + algorithms.get(n, []) + ["--shapes", first[n]], 10,
              w + " (CPU plumbing check: tiny, interpreter)") for n, a, d, e, w in suites]
 
@@ -98,7 +106,7 @@ def build_plan(out: Path, cpu: bool) -> list[Step]:
     if cpu:
         cal = ["--suite", "quick", "--ops", "max_pool2d", "--backends", "numpy,torch", "--dtypes", "fp64",
                "--runs", "2", "--plant", "none", "--max-time", "0.02"]
-    steps.append(Step("calibrate", 50 if not cpu else 10, py + ["calibrate", *cal, "--out", str(out / "calibrate")],
+    steps.append(Step("calibrate", 40 if not cpu else 10, py + ["calibrate", *cal, "--out", str(out / "calibrate")],
                       "A/A calibration of a small selection (false alarms, noise band, planted 30%)"))
     steps.append(Step("static-vs-measured", 30 if not cpu else 10, None,
                       "registers / shared memory / MMA next to TFLOP/s and % of peak per Triton conv cell"))
