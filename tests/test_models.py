@@ -3,9 +3,8 @@
 Parameter counts and MACs against torchvision's published figures; torchvision's state_dict key
 names; the forward through torch (algorithm="torch") against float64; the forward through
 convbench's kernels against torch and float64.  Under the CPU interpreter a whole network is
-slow (MobileNetV2 at 32x32 took 375 s on the 2-core VM: its depthwise layers run the direct
-kernel), so the default run takes ResNet-18 through our kernels and the rest only with
-``CONVBENCH_NETWORK_TESTS=1`` or on a GPU.
+slow (9-22 s per forward at 1x3x32x32 on the 2-core VM), so the default run takes ResNet-18
+through our kernels and the rest only with ``CONVBENCH_NETWORK_TESTS=1`` or on a GPU.
 """
 
 from __future__ import annotations
