@@ -128,6 +128,18 @@ def test_residual_in_another_layout_and_unbatched_input():
     assert_close(y1, as_ref(torch.sigmoid(F.conv2d(x[:1], w) + res[:1])[0]), tolerance(torch.float32, 8) * 2)
 
 
+@pytest.mark.parametrize("algorithm", kernels.FUSED_EPILOGUE)
+def test_residual_whose_layouts_differ_only_in_size_one_strides(algorithm):
+    """A 1x1 output: a channels_last output's strides are (K, 1, K, K), a contiguous residual's
+    (K, 1, 1, 1), the same tensor layout; an expanded residual (stride 0) is copied.  Both once
+    tripped an assertion in the launch."""
+    x = torch.randn(2, 8, 3, 3).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(40, 8, 3, 3)
+    for res in (torch.randn(2, 40, 1, 1), torch.randn(1, 40, 1, 1).expand(2, 40, 1, 1)):
+        y = kernels.conv2d(x, w, residual=res, activation="relu", algorithm=algorithm)
+        assert_close(y, as_ref(torch.relu(F.conv2d(x, w) + res)), tolerance(torch.float32, 72) * 2, algorithm)
+
+
 def test_relu_keeps_nan_as_torch():
     x, w = torch.randn(1, 4, 4, 4), torch.randn(4, 4, 1, 1)
     res = torch.zeros(1, 4, 4, 4)

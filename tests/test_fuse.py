@@ -21,8 +21,9 @@ def _with_stats(model, seed=0):
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+            if m.track_running_stats:
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
             m.weight.data.copy_(0.5 + torch.rand(m.num_features, generator=g))
             m.bias.data.copy_(0.1 * torch.randn(m.num_features, generator=g))
     return model.eval()
@@ -102,6 +103,35 @@ def test_plain_torch_model_and_what_is_left_alone():
     with torch.no_grad():
         model.conv.weight.zero_()
         assert torch.equal(fused(x), before)
+
+
+class _Broadcasting(torch.nn.Module):
+    """conv-bn + a per-channel parameter, conv-bn + one image's map for the batch, conv-bn with
+    batch statistics in eval mode (track_running_stats=False): valid torch models whose adds
+    broadcast or whose norm cannot be folded."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = torch.nn.Conv2d(4, 6, 3, padding=1), torch.nn.BatchNorm2d(6)
+        self.t = torch.nn.Parameter(torch.randn(1, 6, 1, 1))
+        self.c2, self.b2 = torch.nn.Conv2d(6, 6, 1), torch.nn.BatchNorm2d(6)
+        self.c3, self.b3 = torch.nn.Conv2d(6, 6, 1), torch.nn.BatchNorm2d(6, track_running_stats=False)
+
+    def forward(self, x):
+        y = F.relu(self.b1(self.c1(x)) + self.t)
+        y = F.silu(self.b2(self.c2(y)) + y[:1])
+        return F.relu(self.b3(self.c3(y)))
+
+
+def test_broadcasting_adds_and_batch_statistics_norms_keep_the_model_s_outputs():
+    torch.manual_seed(2)
+    model = _with_stats(_Broadcasting())
+    fused = cnn.fuse(model)
+    kinds = [type(m).__name__ for m in fused.children()]
+    assert kinds.count("FusedConv2d") == 2 and "BatchNorm2d" in kinds, kinds  # b3 uses batch statistics
+    x = torch.randn(3, 4, 5, 5)
+    with torch.no_grad():
+        assert_close(fused(x), as_ref(_float64(model)(x.double())), tolerance(torch.float32, 36) * 8)
 
 
 def test_fuse_refuses_training_mode_and_bad_algorithms():

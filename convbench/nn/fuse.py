@@ -8,7 +8,8 @@ beta``); then, while the chain's value has one user, an ``add`` of another tenso
 epilogue's residual and a ReLU / ReLU6 / SiLU / Sigmoid (module or function) its activation.
 Each chain becomes one :class:`FusedConv2d` module (a :class:`convbench.nn.Conv2d` with
 ``activation`` and a residual input), so the fused network makes one kernel launch per chain
-where the unfused one makes up to four.  Returns a new ``torch.fx.GraphModule`` sharing nothing
+where the unfused one makes up to four.  An add whose other operand broadcasts (not the output's
+shape) is applied after the conv at run time, as the unfused graph did.  Returns a new ``torch.fx.GraphModule`` sharing nothing
 with ``model`` (the folded weights are new tensors); the model must be in eval mode.
 """
 
@@ -22,6 +23,7 @@ import torch.fx
 import torch.nn.functional as F
 
 from convbench import kernels
+from convbench.kernels.conv import TORCH_ACTIVATIONS
 
 from .modules import CONV_CHOICES, Conv2d
 
@@ -43,7 +45,17 @@ class FusedConv2d(Conv2d):
         self.activation = activation
 
     def forward(self, input, residual=None):
+        if residual is not None and residual.shape != self._output_shape(input):
+            # an add that broadcasts (a per-channel term, one image's map for a batch): torch's
+            # add after the conv, exactly as the unfused graph computed it
+            return TORCH_ACTIVATIONS[self.activation](self._conv_forward(input, self.weight, self.bias) + residual)
         return self._conv_forward(input, self.weight, self.bias, activation=self.activation, residual=residual)
+
+    def _output_shape(self, input) -> tuple:
+        """The convolution's output shape for ``input`` (fuse only folds numeric zero padding)."""
+        hw = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+                   zip(input.shape[-2:], self.padding, self.dilation, self.kernel_size, self.stride))
+        return (*input.shape[:-3], self.out_channels, *hw)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", activation={self.activation!r}"

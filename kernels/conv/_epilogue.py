@@ -44,11 +44,12 @@ class Epilogue:
 
     def pointers(self, out: torch.Tensor) -> tuple:
         """(scale, shift, residual) for a launch writing ``out``: absent ones are ``out`` (never
-        read); the residual in ``out``'s memory format, so one offset addresses both."""
+        read); the residual laid out as ``out`` (copied where it is not), so one offset addresses
+        both.  Strides of size-1 dimensions never move an offset, so they need not agree: a
+        (N, K, 1, 1) residual is both NCHW and channels_last."""
         res = self.residual
-        if res is not None:
-            res = res.contiguous(memory_format=_common.memory_format_of(out))
-            assert res.stride() == out.stride(), (res.stride(), out.stride())
+        if res is not None and any(a != b for n, a, b in zip(out.shape, res.stride(), out.stride()) if n > 1):
+            res = torch.empty_strided(out.shape, out.stride(), dtype=res.dtype, device=res.device).copy_(res)
         return (self.scale if self.scale is not None else out, self.shift if self.shift is not None else out,
                 res if res is not None else out)
 
