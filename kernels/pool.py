@@ -364,7 +364,12 @@ def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, p
                         ceil_mode=False, *, config: PoolConfig | None = None) -> torch.Tensor:
     """The input gradient of :func:`max_pool2d` for (N, C, H, W) or (C, H, W) ``input``:
     ``grad_output`` added where ``indices`` (the forward's, ``h * W + w``) point.  A gather: each
-    input element visits the windows that can hold it, in a fixed order (no atomics)."""
+    input element visits the windows that can hold it, in a fixed order (no atomics).
+
+    A window with no tap inside the input (dilation and padding can make one: its output is
+    -inf) sends no gradient.  Its index is torch's (the first tap moved in bounds one dimension
+    at a time, which lands outside the window, even outside the plane); torch 2.13's CPU
+    backward scatters there, into another pixel or another channel's memory."""
     x, dy, idx, lower = _grad_operands(2, input, grad_output, indices)
     g = PoolGeometry.from_args(_stand_in(tuple(x.shape)), kernel_size, stride, padding, dilation, ceil_mode)
     _check_grad(dy, x, (x.shape[0], *g.output_shape[1:]), "max_pool2d")

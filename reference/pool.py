@@ -274,14 +274,27 @@ def _adaptive_grad(dy: np.ndarray, shape) -> np.ndarray:
 def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False) -> np.ndarray:
     """The input gradient of ``max_pool2d``: each output gradient added at the input position its
-    saved index (``h * W + w``, from the forward with ``return_indices=True``) names."""
+    saved index (``h * W + w``, from the forward with ``return_indices=True``) names.  A window
+    with no tap inside the input (output -inf) gives nothing back: its index names a pixel
+    outside the window (torch's CPU backward adds there, even outside the plane)."""
     shape, unbatched = _shape_of(input, 2)
     g = PoolGeometry.from_args(shape, kernel_size, stride, padding, dilation, ceil_mode)
     dy = _as_grid(grad_output, "grad_output", unbatched, 2)
     idx = _as_grid(indices, "indices", unbatched, 2, np.int64)
     _check_shape(dy, g.output_shape, "grad_output")
     _check_shape(idx, g.output_shape, "indices")
-    return _finish(_max_grad(dy, idx, shape), unbatched, 2)
+    tapless = _tapless_windows(g)
+    return _finish(_max_grad(np.where(tapless, 0.0, dy), np.where(tapless, 0, idx), shape), unbatched, 2)
+
+
+def _tapless_windows(g: PoolGeometry) -> np.ndarray:
+    """(P, Q): the windows none of whose (dilated) taps lies inside the input."""
+    def has_tap(outputs, size, k, stride, pad, dil):
+        taps = np.arange(outputs)[:, None] * stride - pad + np.arange(k)[None, :] * dil
+        return ((taps >= 0) & (taps < size)).any(axis=1)
+    rows = has_tap(g.p, g.h, g.kernel[0], g.stride[0], g.padding[0], g.dilation[0])
+    cols = has_tap(g.q, g.w, g.kernel[1], g.stride[1], g.padding[1], g.dilation[1])
+    return ~(rows[:, None] & cols[None, :])
 
 
 def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,

@@ -113,6 +113,33 @@ def test_max_pool2d_backward_follows_nan_and_ties():
         assert torch.equal(a.grad.cpu(), b.grad), args
 
 
+def test_max_pool2d_window_without_an_in_bounds_tap_sends_no_gradient():
+    """Dilated taps at w = -1, 1, 3 of a 1-wide input: no tap is inside.  Output -inf and torch's
+    index, as the forward promises; no gradient anywhere (torch's CPU backward scatters it to the
+    index, a pixel outside the window: not followed)."""
+    x = torch.randn(2, 2, 4, 1)
+    args = ((3, 3), (2, 3), (0, 1), (1, 2), True)
+    y, idx = kernels.max_pool2d(x.to(DEV), *args, return_indices=True)
+    ty, tidx = F.max_pool2d(x, *args, return_indices=True)
+    assert torch.equal(y.cpu(), ty) and torch.isinf(ty).all() and torch.equal(idx.cpu(), tidx)
+    a = _leaf(x, device=DEV)
+    kernels.max_pool2d(a, *args).backward(torch.randn(ty.shape, device=DEV))
+    assert torch.equal(a.grad.cpu(), torch.zeros_like(x))
+    ref = reference.max_pool2d_backward(np.ones(ty.shape), x.numpy(), tidx.numpy(), *args)
+    assert not ref.any()
+    # rows -1 and 1 miss H=1: torch's index is past the plane (h = 1), its CPU backward writes there
+    x = torch.randn(1, 1, 1, 4)
+    args = ((2, 2), (1, 2), (1, 0), (2, 1))
+    ty, tidx = F.max_pool2d(x, *args, return_indices=True)
+    assert (tidx >= 4).all()
+    a = _leaf(x, device=DEV)
+    y = kernels.max_pool2d(a, *args)
+    assert torch.equal(y.detach().cpu(), ty)
+    y.backward(torch.ones_like(y))
+    assert not a.grad.any()
+    assert not reference.max_pool2d_backward(np.ones(ty.shape), x.numpy(), tidx.numpy(), *args).any()
+
+
 @pytest.mark.parametrize("trial", range(6))
 def test_avg_pool2d_backward_random(trial):
     seed = fresh_seed()
