@@ -290,8 +290,7 @@ def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, p
 def _tapless_windows(g: PoolGeometry) -> np.ndarray:
     """(P, Q): the windows none of whose (dilated) taps lies inside the input."""
     def has_tap(outputs, size, k, stride, pad, dil):
-        taps = np.arange(outputs)[:, None] * stride - pad + np.arange(k)[None, :] * dil
-        return ((taps >= 0) & (taps < size)).any(axis=1)
+        return np.logical_or.reduce([ok for _, ok in _taps(np.arange(outputs) * stride - pad, size, k, dil)])
     rows = has_tap(g.p, g.h, g.kernel[0], g.stride[0], g.padding[0], g.dilation[0])
     cols = has_tap(g.q, g.w, g.kernel[1], g.stride[1], g.padding[1], g.dilation[1])
     return ~(rows[:, None] & cols[None, :])

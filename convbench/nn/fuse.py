@@ -9,8 +9,9 @@ epilogue's residual and a ReLU / ReLU6 / SiLU / Sigmoid (module or function) its
 Each chain becomes one :class:`FusedConv2d` module (a :class:`convbench.nn.Conv2d` with
 ``activation`` and a residual input), so the fused network makes one kernel launch per chain
 where the unfused one makes up to four.  An add whose other operand broadcasts (not the output's
-shape) is applied after the conv at run time, as the unfused graph did.  Returns a new ``torch.fx.GraphModule`` sharing nothing
-with ``model`` (the folded weights are new tensors); the model must be in eval mode.
+shape) is applied after the conv at run time, as the unfused graph did.  Returns a new
+``torch.fx.GraphModule`` sharing nothing with ``model`` (the folded weights are new tensors); the
+model must be in eval mode.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from convbench import kernels
 from convbench.kernels.conv import TORCH_ACTIVATIONS
+from convbench.reference.geometry import conv_out_size
 
 from .modules import CONV_CHOICES, Conv2d
 
@@ -53,8 +55,8 @@ class FusedConv2d(Conv2d):
 
     def _output_shape(self, input) -> tuple:
         """The convolution's output shape for ``input`` (fuse only folds numeric zero padding)."""
-        hw = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
-                   zip(input.shape[-2:], self.padding, self.dilation, self.kernel_size, self.stride))
+        hw = tuple(conv_out_size(n, k, s, p, p, d) for n, k, s, p, d in
+                   zip(input.shape[-2:], self.kernel_size, self.stride, self.padding, self.dilation))
         return (*input.shape[:-3], self.out_channels, *hw)
 
     def extra_repr(self) -> str:
